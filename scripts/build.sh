@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Configure and build ZVFS.  Usage: scripts/build.sh [release|asan]
+#   release: build/       optimised, warnings are errors
+#   asan:    build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${1:-release}
+case "$mode" in
+release) dir=build; opts=(-Dwerror=true -Dbuildtype=debugoptimized) ;;
+asan) dir=build-asan; opts=(-Dwerror=true -Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false) ;;
+*) echo "usage: $0 [release|asan]" >&2; exit 2 ;;
+esac
+
+if [ -f "$dir/build.ninja" ]; then
+	meson configure "$dir" "${opts[@]}" >/dev/null
+else
+	echo "build: configuring $dir ($mode)"
+	meson setup "$dir" "${opts[@]}" >/dev/null
+fi
+echo "build: compiling $dir"
+ninja -C "$dir" >/dev/null

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+#include "util/log.h"
+
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+/* -1 = not read yet; the environment is read once (programs may overwrite it). */
+static atomic_int g_level = -1;
+static atomic_int g_fd = -1;
+
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+static void log_init(void)
+{
+	const char *v = getenv("ZVFS_LOG");
+	int level = ZVFS_LOG_WARN;
+	int fd = STDERR_FILENO;
+
+	if (v) {
+		for (int i = 0; i <= ZVFS_LOG_DEBUG; i++)
+			if (strcasecmp(v, level_names[i]) == 0)
+				level = i;
+	}
+	v = getenv("ZVFS_LOG_FILE");
+	if (v && *v) {
+		int f = open(v, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+		if (f >= 0)
+			fd = f;
+	}
+	atomic_store(&g_fd, fd);
+	atomic_store(&g_level, level);
+}
+
+enum zvfs_log_level zvfs_log_get_level(void)
+{
+	if (atomic_load_explicit(&g_level, memory_order_acquire) < 0)
+		log_init();
+	return (enum zvfs_log_level)atomic_load(&g_level);
+}
+
+void zvfs_log_set_level(enum zvfs_log_level level)
+{
+	if (atomic_load(&g_level) < 0)
+		log_init();
+	atomic_store(&g_level, (int)level);
+}
+
+void zvfs_vlog(enum zvfs_log_level level, const char *fmt, va_list ap)
+{
+	char line[1024];
+	int n;
+
+	if ((int)level > (int)zvfs_log_get_level())
+		return;
+	n = snprintf(line, sizeof(line), "zvfs[%d]: %s: ", (int)getpid(), level_names[level]);
+	if (n < 0)
+		return;
+	n += vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	if (n > (int)sizeof(line) - 2)
+		n = (int)sizeof(line) - 2;
+	line[n++] = '\n';
+	/* One write keeps lines from different threads and processes whole. */
+	if (write(atomic_load(&g_fd), line, (size_t)n) < 0) {
+		/* nowhere left to report it */
+	}
+}
+
+void zvfs_log(enum zvfs_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	zvfs_vlog(level, fmt, ap);
+	va_end(ap);
+}
