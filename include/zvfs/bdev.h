@@ -90,7 +90,7 @@ struct zvfs_bdev_geometry {
 	uint32_t buf_align;       /* required alignment of buffer addresses, bytes */
 	uint32_t queue_depth;     /* requests a channel keeps in flight before queueing */
 	bool discard_zeroes;      /* a discarded range reads back as zeroes */
-	bool write_zeroes_native; /* write_zeroes costs no data transfer (else emulated) */
+	bool write_zeroes_native; /* target should zero without data transfer (see write_zeroes) */
 	bool volatile_cache;      /* writes may be lost on power failure until a flush */
 	bool read_only;           /* opened "ro" */
 };

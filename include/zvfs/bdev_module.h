@@ -115,7 +115,7 @@ struct zvfs_bdev {
 	uint64_t id;                /* unique per open, never reused */
 	char name[256];
 	void *drv;                  /* backend state */
-	bool wz_emulate;            /* write_zeroes goes through zero-buffer writes */
+	_Atomic bool wz_emulate;    /* write_zeroes goes through zero-buffer writes */
 	void *zero_buf;             /* ZVFS_BDEV_ZERO_BUF bytes of zeroes, aligned */
 	void *arena;                /* registered buffer arena (may be NULL) */
 	size_t arena_size;
@@ -147,7 +147,7 @@ extern const struct zvfs_bdev_ops zvfs_bdev_fault_ops;
  * zvfs_bdev_file_open() opens spec->path as a regular file (creating and
  * sizing it on request) or a block device, O_DIRECT unless spec->buffered,
  * validates it (type, size, block sizes, one test read) and fills bdev->geo.
- * It returns the fd or a negative errno with errbuf filled.
+ * Returns 0 with file->fd open, or a negative errno with errbuf filled.
  */
 struct zvfs_bdev_file {
 	int fd;

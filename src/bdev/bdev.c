@@ -233,7 +233,6 @@ int zvfs_bdev_open(const char *spec_str, struct zvfs_bdev **bdevp, char *errbuf,
 	bdev->geo.read_only = bdev->geo.read_only || spec.read_only;
 	if (bdev->geo.buf_align < 512)
 		bdev->geo.buf_align = 512;
-	bdev->wz_emulate = false;
 	bdev->zero_buf = aligned_alloc(bdev->geo.buf_align, ZVFS_BDEV_ZERO_BUF);
 	if (!bdev->zero_buf) {
 		rc = -ENOMEM;
@@ -334,9 +333,12 @@ static __thread struct zvfs_bdev_channel *tl_channels;
 static __thread struct zvfs_bdev_channel *tl_last;
 static atomic_uint_fast64_t g_fork_gen;
 
+struct io_chunk;
+static void free_io_chunks(struct io_chunk *c);
+
 static void free_channel_memory(struct zvfs_bdev_channel *ch)
 {
-	free(ch->io_chunks);
+	free_io_chunks(ch->io_chunks);
 	free(ch);
 }
 
@@ -497,6 +499,16 @@ struct io_chunk {
 	struct io_chunk *next;
 	struct zvfs_bdev_io ios[IO_CHUNK];
 };
+
+static void free_io_chunks(struct io_chunk *c)
+{
+	while (c) {
+		struct io_chunk *next = c->next;
+
+		free(c);
+		c = next;
+	}
+}
 
 static struct zvfs_bdev_io *io_get(struct zvfs_bdev_channel *ch)
 {
@@ -838,9 +850,12 @@ static void wz_emulate_done(struct zvfs_bdev_io *io, int status)
 	struct zvfs_bdev *bdev = io->ch->bdev;
 
 	(void)status;
-	if (io->type == ZVFS_BDEV_IO_WRITE_ZEROES && !bdev->wz_emulate) {
-		bdev->wz_emulate = true;
-		bdev->geo.write_zeroes_native = false;
+	/*
+	 * Any thread may learn this first; the flag is only a shortcut (a
+	 * thread that misses it gets -EOPNOTSUPP once more and lands here).
+	 */
+	if (io->type == ZVFS_BDEV_IO_WRITE_ZEROES &&
+	    !atomic_exchange_explicit(&bdev->wz_emulate, true, memory_order_relaxed)) {
 		ZVFS_INFO("%s: no native write-zeroes; writing zero buffers instead", bdev->name);
 	}
 	wz_start(io);
@@ -870,7 +885,8 @@ static int range_submit(struct zvfs_bdev_channel *ch, uint8_t type, uint64_t off
 	io->iovcnt = 0;
 	io->cb = cb;
 	io->cb_arg = cb_arg;
-	if (type == ZVFS_BDEV_IO_WRITE_ZEROES && bdev->wz_emulate) {
+	if (type == ZVFS_BDEV_IO_WRITE_ZEROES &&
+	    atomic_load_explicit(&bdev->wz_emulate, memory_order_relaxed)) {
 		/* Goes out as writes; counted as one outstanding request. */
 		ch->outstanding++;
 		wz_start(io);

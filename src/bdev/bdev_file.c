@@ -259,7 +259,7 @@ int zvfs_bdev_file_open(struct zvfs_bdev *bdev, const struct zvfs_bdev_spec *spe
 		rc = -EIO;
 		goto err_close_fd;
 	}
-	return file->fd;
+	return 0;
 
 err_close_fd:
 	close(file->fd);
