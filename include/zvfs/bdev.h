@@ -254,7 +254,9 @@ enum zvfs_bdev_io_type {
 
 /*
  * Fail the nth request (1 = the next one) among those whose type is in
- * types, with status -err.  Counting starts now; one shot.
+ * types, with status -err.  Counting starts now; one shot.  Note that
+ * EOPNOTSUPP on a write_zeroes or discard is not reported to the caller: the
+ * core takes it to mean "cannot zero natively" and writes zero buffers.
  */
 int zvfs_bdev_fault_fail_nth(struct zvfs_bdev *bdev, unsigned types, uint64_t nth, int err);
 
@@ -277,8 +279,9 @@ enum zvfs_bdev_power_cut {
 };
 
 /*
- * Simulate a power failure: unflushed writes are dropped (all of them, or a
- * subset chosen by seed; survivors are applied in their original order), and
+ * Simulate a power failure: unflushed writes, write_zeroes and discards are
+ * dropped (all of them, or a subset chosen by seed; survivors are applied in
+ * their original order), and
  * the device goes dark: every later request fails with -ENXIO until
  * zvfs_bdev_fault_power_on().  Requests in flight complete normally.  Stores
  * the number of writes dropped and kept in *dropped / *kept (may be NULL).
@@ -293,7 +296,7 @@ int zvfs_bdev_fault_power_on(struct zvfs_bdev *bdev);
 struct zvfs_bdev_fault_stats {
 	uint64_t submitted;     /* requests seen */
 	uint64_t failed;        /* requests failed by a rule */
-	uint64_t unflushed;     /* writes currently in the volatile cache */
+	uint64_t unflushed;     /* writes, write_zeroes, discards in the volatile cache */
 	uint64_t flushes;       /* flushes completed */
 };
 int zvfs_bdev_fault_get_stats(struct zvfs_bdev *bdev, struct zvfs_bdev_fault_stats *st);

@@ -33,14 +33,18 @@
  *   5. public fault API       zvfs_bdev_fault_*()
  *
  * Locking, outermost first:
- *   flush_lock  one flush or power cut at a time (they move and drop the log);
- *   drop_lock   rwlock: a read holds it shared from its inner read until its
- *               overlay is done; flush and power cut hold it exclusive while
- *               they drop entries.  Without it a flush could write an entry
- *               through and drop it between a read's inner read (which saw
- *               the old data) and its overlay (which no longer finds the
- *               entry), and the read would miss a completed write;
- *   log_lock    the log, the flushing list and the "off" transition;
+ *   inner_lock  rwlock over the inner device: a read holds it shared from its
+ *               inner read until its overlay is done; a flush or a power cut
+ *               holds it exclusive while it writes the cache through and
+ *               drops it.  Otherwise a flush could write an entry through and
+ *               drop it between a read's inner read (which saw the old data)
+ *               and its overlay (which no longer finds the entry), and the
+ *               read would miss a completed write; and the inner device would
+ *               see reads race writes to the same range, which the RAM
+ *               backend leaves to its users.  Reads wait for flushes: fine
+ *               for a test device;
+ *   log_lock    the log, the flushing list and the "off" transition.  Writes
+ *               take only this one, so they go on during a flush;
  *   rule_lock   the failure rules (independent of the others).
  */
 #include "zvfs/bdev_module.h"
@@ -84,11 +88,11 @@ struct fault_dev {
 	struct zvfs_bdev *inner;
 	size_t data_align; /* alignment of logged data, for writing it through */
 
-	pthread_mutex_t flush_lock;
-	pthread_rwlock_t drop_lock;
+	pthread_rwlock_t inner_lock;
 	pthread_mutex_t log_lock;
-	struct fault_list log;	    /* under log_lock */
-	struct fault_list flushing; /* being written through; changes under flush_lock + log_lock */
+	struct fault_list log; /* under log_lock */
+	/* Being written through: still unflushed, and older than everything in the log. */
+	struct fault_list flushing; /* changes under inner_lock (exclusive) + log_lock */
 	/* Powered off.  Set under log_lock so that no write is logged after the cut. */
 	atomic_bool off;
 
@@ -225,16 +229,15 @@ static int cache_read(struct fault_dev *fd, struct zvfs_bdev_io *io)
 {
 	int rc;
 
-	pthread_rwlock_rdlock(&fd->drop_lock);
+	pthread_rwlock_rdlock(&fd->inner_lock);
 	rc = zvfs_bdev_readv_sync(fd->inner, io->iov, io->iovcnt, io->offset);
 	if (rc == 0) {
-		/* The flushing list is older than the log: lay it down first. */
+		/* No flush runs while we hold inner_lock: the flushing list is empty. */
 		pthread_mutex_lock(&fd->log_lock);
-		overlay(&fd->flushing, io);
 		overlay(&fd->log, io);
 		pthread_mutex_unlock(&fd->log_lock);
 	}
-	pthread_rwlock_unlock(&fd->drop_lock);
+	pthread_rwlock_unlock(&fd->inner_lock);
 	return rc;
 }
 
@@ -300,21 +303,21 @@ static int log_apply(struct fault_dev *fd, const struct fault_list *l)
 }
 
 /*
- * Flush: returns the completion status, or -ENXIO as a submit error when a
- * power cut came first.  The log is written through without log_lock held,
- * so writes and reads go on meanwhile; reads still see the entries in the
- * flushing list until they are on the inner device and it is flushed.
+ * Flush: returns the completion status, or -ENXIO as a submit error (with
+ * *submit_err set) when a power cut came first.  Writes logged while the
+ * flush runs stay in the log for the next one: a flush covers only the writes
+ * that completed before it was submitted.
  */
 static int cache_flush(struct fault_dev *fd, bool *submit_err)
 {
-	struct fault_list done;
+	struct fault_list done = {0};
 	int rc;
 
-	pthread_mutex_lock(&fd->flush_lock);
+	pthread_rwlock_wrlock(&fd->inner_lock);
 	pthread_mutex_lock(&fd->log_lock);
 	if (atomic_load(&fd->off)) {
 		pthread_mutex_unlock(&fd->log_lock);
-		pthread_mutex_unlock(&fd->flush_lock);
+		pthread_rwlock_unlock(&fd->inner_lock);
 		*submit_err = true;
 		return -ENXIO;
 	}
@@ -325,7 +328,6 @@ static int cache_flush(struct fault_dev *fd, bool *submit_err)
 	if (rc == 0)
 		rc = zvfs_bdev_flush_sync(fd->inner);
 
-	pthread_rwlock_wrlock(&fd->drop_lock);
 	pthread_mutex_lock(&fd->log_lock);
 	if (rc) {
 		/*
@@ -341,15 +343,12 @@ static int cache_flush(struct fault_dev *fd, bool *submit_err)
 			fd->log.count += fd->flushing.count;
 		}
 		memset(&fd->flushing, 0, sizeof(fd->flushing));
-		memset(&done, 0, sizeof(done));
 	} else {
 		list_take(&done, &fd->flushing);
+		atomic_fetch_add_explicit(&fd->flushes, 1, memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&fd->log_lock);
-	pthread_rwlock_unlock(&fd->drop_lock);
-	if (rc == 0)
-		atomic_fetch_add_explicit(&fd->flushes, 1, memory_order_relaxed);
-	pthread_mutex_unlock(&fd->flush_lock);
+	pthread_rwlock_unlock(&fd->inner_lock);
 
 	list_free(&done);
 	return rc;
@@ -386,16 +385,15 @@ static int fault_open(struct zvfs_bdev *bdev, const struct zvfs_bdev_spec *spec,
 	fd->data_align = ig->buf_align > sizeof(void *) ? ig->buf_align : sizeof(void *);
 	snprintf(bdev->name, sizeof(bdev->name), "fault(%s)", zvfs_bdev_get_name(fd->inner));
 
-	pthread_mutex_init(&fd->flush_lock, NULL);
 	pthread_mutex_init(&fd->log_lock, NULL);
 	pthread_mutex_init(&fd->rule_lock, NULL);
 	/*
 	 * Writer preference: glibc's default rwlock lets a steady stream of
-	 * reads starve the flush that waits to drop its entries.
+	 * reads starve a flush.
 	 */
 	pthread_rwlockattr_init(&rwattr);
 	pthread_rwlockattr_setkind_np(&rwattr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	pthread_rwlock_init(&fd->drop_lock, &rwattr);
+	pthread_rwlock_init(&fd->inner_lock, &rwattr);
 	pthread_rwlockattr_destroy(&rwattr);
 	bdev->drv = fd;
 	return 0;
@@ -427,10 +425,9 @@ static void fault_close(struct zvfs_bdev *bdev)
 	rc = zvfs_bdev_close(fd->inner);
 	if (rc)
 		ZVFS_ERR("%s: closing the inner device failed: %s", bdev->name, strerror(-rc));
-	pthread_rwlock_destroy(&fd->drop_lock);
+	pthread_rwlock_destroy(&fd->inner_lock);
 	pthread_mutex_destroy(&fd->rule_lock);
 	pthread_mutex_destroy(&fd->log_lock);
-	pthread_mutex_destroy(&fd->flush_lock);
 	free(fd);
 	bdev->drv = NULL;
 }
@@ -608,12 +605,12 @@ static uint64_t splitmix64(uint64_t *state)
 }
 
 /*
- * Holding flush_lock waits out a flush in progress, so the flushing list is
- * empty and the log is everything unflushed; holding drop_lock exclusive
- * waits out reads in progress, which then complete with what they saw.
- * Survivors are written through after the device went dark, so no request
- * can see a state between the cut and its outcome.  A failure to write them
- * is returned, but the device is dark and the log gone either way.
+ * Holding inner_lock exclusive waits out a flush in progress (so the log is
+ * everything unflushed) and reads in progress (which complete with what they
+ * saw).  The device goes dark before the survivors are written through, so
+ * no request sees a state between the cut and its outcome.  A failure to
+ * write them is returned, but the device is dark and the cache gone either
+ * way.
  */
 int zvfs_bdev_fault_power_cut(struct zvfs_bdev *bdev, enum zvfs_bdev_power_cut mode, uint64_t seed,
 			      uint64_t *dropped, uint64_t *kept)
@@ -625,8 +622,7 @@ int zvfs_bdev_fault_power_cut(struct zvfs_bdev *bdev, enum zvfs_bdev_power_cut m
 
 	if (!fd || (mode != ZVFS_BDEV_CUT_DROP_ALL && mode != ZVFS_BDEV_CUT_RANDOM))
 		return -EINVAL;
-	pthread_mutex_lock(&fd->flush_lock);
-	pthread_rwlock_wrlock(&fd->drop_lock);
+	pthread_rwlock_wrlock(&fd->inner_lock);
 	pthread_mutex_lock(&fd->log_lock);
 	/* A second cut while dark finds an empty cache and changes nothing. */
 	atomic_store(&fd->off, true);
@@ -651,8 +647,7 @@ int zvfs_bdev_fault_power_cut(struct zvfs_bdev *bdev, enum zvfs_bdev_power_cut m
 		if (erc && !rc)
 			rc = erc;
 	}
-	pthread_rwlock_unlock(&fd->drop_lock);
-	pthread_mutex_unlock(&fd->flush_lock);
+	pthread_rwlock_unlock(&fd->inner_lock);
 
 	list_free(&cut);
 	if (dropped)
