@@ -157,7 +157,8 @@ unsigned zvfs_bdev_channel_count(struct zvfs_bdev *bdev);
  * Asynchronous requests on the calling thread's channel ch.  The iovec array
  * is copied; the buffers must stay valid until the callback.  Returns 0
  * (callback will be called exactly once) or, without calling back:
- *   -EINVAL  misaligned offset, length or buffer; iovcnt out of [1, IOV_MAX]
+ *   -EINVAL  misaligned offset, length or buffer; an empty range or iovec;
+ *            iovcnt out of [1, IOV_MAX]
  *   -ERANGE  [offset, offset+len) reaches past the end of the device
  *   -EROFS   write to a read-only device
  *   -ENOMEM  out of request memory

@@ -82,6 +82,11 @@ static int spec_option(struct zvfs_bdev_spec *spec, char *opt, const char *whole
 			spec->no_regbuf = true;
 		return 0;
 	}
+	if (strcmp(opt, "size") != 0 && strcmp(opt, "block") != 0 && strcmp(opt, "pblock") != 0 &&
+	    strcmp(opt, "qd") != 0) {
+		zvfs_bdev_errf(errbuf, errlen, "%s: unknown option '%s'", whole, opt);
+		return -EINVAL;
+	}
 	if (!val)
 		goto err_value;
 	if (strcmp(opt, "qd") == 0)
@@ -99,13 +104,10 @@ static int spec_option(struct zvfs_bdev_spec *spec, char *opt, const char *whole
 			spec->block_size = (uint32_t)v;
 		else
 			spec->phys_block_size = (uint32_t)v;
-	} else if (strcmp(opt, "qd") == 0) {
+	} else { /* qd */
 		if (v < 1 || v > 4096)
 			goto err_value;
 		spec->queue_depth = (uint32_t)v;
-	} else {
-		zvfs_bdev_errf(errbuf, errlen, "%s: unknown option '%s'", whole, opt);
-		return -EINVAL;
 	}
 	return 0;
 
@@ -229,7 +231,11 @@ int zvfs_bdev_open(const char *spec_str, struct zvfs_bdev **bdevp, char *errbuf,
 	rc = ops->open(bdev, &spec, errbuf, errlen);
 	if (rc)
 		goto err_free_bdev;
-	bdev->geo.queue_depth = spec.queue_depth ? spec.queue_depth : 128;
+	/* A fault device's options belong to its inner device, which set its depth. */
+	if (spec.queue_depth)
+		bdev->geo.queue_depth = spec.queue_depth;
+	else if (!bdev->geo.queue_depth)
+		bdev->geo.queue_depth = 128;
 	bdev->geo.read_only = bdev->geo.read_only || spec.read_only;
 	if (bdev->geo.buf_align < 512)
 		bdev->geo.buf_align = 512;
@@ -871,6 +877,12 @@ static int range_submit(struct zvfs_bdev_channel *ch, uint8_t type, uint64_t off
 	if (type != ZVFS_BDEV_IO_FLUSH) {
 		if (bdev->geo.read_only)
 			return -EROFS;
+		/*
+		 * An empty range is refused like an empty iovec: passed down it
+		 * failed later (fallocate: EINVAL) on some backends only.
+		 */
+		if (!len)
+			return -EINVAL;
 		rc = check_range(bdev, offset, len);
 		if (rc)
 			return rc;

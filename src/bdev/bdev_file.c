@@ -163,8 +163,17 @@ int zvfs_bdev_file_open(struct zvfs_bdev *bdev, const struct zvfs_bdev_spec *spe
 	}
 
 	file->fd = open(path, flags, 0600);
-	if (file->fd < 0)
-		return open_errno(errno, spec, errbuf, errlen);
+	if (file->fd < 0) {
+		int err = errno;
+
+		/*
+		 * The kernel refuses O_DIRECT only after O_CREAT made the file
+		 * (O_EXCL: it is ours): leave nothing behind.
+		 */
+		if (err == EINVAL && (flags & O_CREAT) && (flags & O_DIRECT))
+			unlink(path);
+		return open_errno(err, spec, errbuf, errlen);
+	}
 	file->buffered = spec->buffered;
 	if (fstat(file->fd, &st) != 0) {
 		rc = open_errno(errno, spec, errbuf, errlen);
@@ -210,6 +219,15 @@ int zvfs_bdev_file_open(struct zvfs_bdev *bdev, const struct zvfs_bdev_spec *spe
 		file->punch_ok = true;
 		geo->discard_zeroes = true;
 		geo->write_zeroes_native = true;
+		if (spec->size && spec->size - spec->size % geo->block_size < ZVFS_BDEV_MIN_SIZE) {
+			/* Refused before extending: a failed open leaves the file as it was. */
+			zvfs_bdev_errf(errbuf, errlen,
+				       "%s: too small: %llu bytes, need at least %llu", path,
+				       (unsigned long long)spec->size,
+				       (unsigned long long)ZVFS_BDEV_MIN_SIZE);
+			rc = -ENOSPC;
+			goto err_close_fd;
+		}
 		if (spec->size > dev_size) {
 			rc = file_extend(file, path, dev_size, spec->size, errbuf, errlen);
 			if (rc)
@@ -275,6 +293,7 @@ int zvfs_bdev_file_write_zeroes(struct zvfs_bdev_file *file, uint64_t offset, ui
 
 	if (fallocate(file->fd, mode, (off_t)offset, (off_t)len) == 0)
 		return 0;
+	/* The range was validated, so EINVAL here means the mode is unknown. */
 	if (errno == EOPNOTSUPP || errno == EINVAL || errno == ENODEV)
 		return -EOPNOTSUPP;
 	return -errno;

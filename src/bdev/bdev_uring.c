@@ -121,6 +121,14 @@ static void uring_channel_destroy(struct zvfs_bdev_channel *ch)
 
 	if (!u)
 		return;
+	/*
+	 * The kernel tears a ring down asynchronously after its fd closes, and
+	 * until then the registered file stays open: a block device opened
+	 * O_EXCL would still be claimed and an immediate reopen fail with
+	 * EBUSY.  Unregistering drops that reference now.
+	 */
+	if (u->fixed_file)
+		io_uring_unregister_files(&u->ring);
 	io_uring_queue_exit(&u->ring);
 	free(u);
 	ch->drv = NULL;
