@@ -37,6 +37,9 @@
  *            | "block=" SIZE      logical block size (512 ... 65536, power of two)
  *            | "pblock=" SIZE     physical block size (RAM only; default = block)
  *            | "qd=" N            per-channel queue depth (1 ... 4096, default 128)
+ *            | "sqbatch=" N       uring/aio: while completions are being reaped, hand
+ *                                 new requests to the kernel as soon as N are
+ *                                 prepared (default 1; 0 = only once per poll)
  *            | "buffered"         regular files only: use the page cache instead of
  *                                 O_DIRECT (for file systems that refuse O_DIRECT);
  *                                 flush becomes fdatasync

@@ -92,6 +92,8 @@ struct zvfs_bdev_spec {
 	uint32_t block_size;       /* 0 = not given */
 	uint32_t phys_block_size;  /* 0 = not given */
 	uint32_t queue_depth;      /* 0 = default */
+	uint32_t sq_batch;         /* submit once this many are prepared; 0 = at poll only */
+	bool sq_batch_set;
 	bool create;
 	bool buffered;
 	bool read_only;

@@ -89,7 +89,7 @@ static int spec_option(struct zvfs_bdev_spec *spec, char *opt, const char *whole
 	}
 	if (!val)
 		goto err_value;
-	if (strcmp(opt, "qd") == 0)
+	if (strcmp(opt, "qd") == 0 || strcmp(opt, "sqbatch") == 0)
 		rc = zvfs_parse_u64(val, &v);
 	else
 		rc = zvfs_parse_size(val, &v);

@@ -82,6 +82,7 @@ struct aio_dev {
 	 * costs one more refused iocb, which takes the same fallback.
 	 */
 	int no_fdsync;
+	unsigned sq_batch; /* submit while reaping once this many are pending (bdev.h) */
 };
 
 struct aio_chan {
@@ -92,6 +93,7 @@ struct aio_chan {
 	int fd;
 	unsigned depth;	   /* context size: most iocbs in the kernel at once */
 	unsigned inflight; /* iocbs the kernel accepted and we have not reaped */
+	unsigned npend;    /* requests on the pending list */
 	struct zvfs_bdev_io *pend_head, *pend_tail; /* prepared, not yet io_submit()ted */
 	struct iocb **batch;			    /* depth slots: the argument of io_submit() */
 	struct io_event *events;		    /* depth slots: what io_getevents() fills */
@@ -237,6 +239,7 @@ static void pend_push(struct aio_chan *ac, struct zvfs_bdev_io *io)
 	else
 		ac->pend_head = io;
 	ac->pend_tail = io;
+	ac->npend++;
 }
 
 static struct zvfs_bdev_io *pend_pop(struct aio_chan *ac)
@@ -247,6 +250,7 @@ static struct zvfs_bdev_io *pend_pop(struct aio_chan *ac)
 	if (!ac->pend_head)
 		ac->pend_tail = NULL;
 	io->next = NULL;
+	ac->npend--;
 	return io;
 }
 
@@ -315,6 +319,8 @@ static int aio_open(struct zvfs_bdev *bdev, const struct zvfs_bdev_spec *spec, c
 	rc = probe_aio(bdev, errbuf, errlen);
 	if (rc)
 		goto err_close_fd;
+	/* Early submission keeps the device busy; see bdev_uring.c for the numbers. */
+	dev->sq_batch = spec->sq_batch_set ? spec->sq_batch : 1;
 	bdev->drv = dev;
 	return 0;
 
@@ -584,18 +590,26 @@ static int reap_nowait(struct aio_chan *ac, struct done_list *done)
  * Run the callbacks of everything on done.  Our counters are already
  * settled, so a callback may submit or poll this channel again.
  */
-static int complete_all(struct done_list *done)
+static int complete_all(struct aio_chan *ac, struct done_list *done)
 {
-	struct zvfs_bdev_io *io = done->head;
+	unsigned sq_batch = ac->dev->sq_batch;
+	struct zvfs_bdev_io *io;
 	int n = 0;
 
-	while (io) {
-		/* Read the link first: completion recycles the request. */
-		struct zvfs_bdev_io *next = io->next;
-
+	while ((io = done->head) != NULL) {
+		/* Unlink first: completion recycles the request. */
+		done->head = io->next;
+		if (!done->head)
+			done->tail = NULL;
 		zvfs_bdev_io_complete(io, io_drv(io)->status);
-		io = next;
 		n++;
+		/*
+		 * Send what the callback submitted now rather than after the
+		 * whole batch, so the device is not idle while callbacks run.
+		 * Refusals land on done and complete in this same loop.
+		 */
+		if (sq_batch && ac->npend >= sq_batch)
+			flush_pending(ac, done);
 	}
 	return n;
 }
@@ -633,7 +647,7 @@ static int aio_poll(struct zvfs_bdev_channel *ch, bool wait)
 			break;
 		/* Round again: short transfers go back out, finished ones end the wait. */
 	}
-	n = complete_all(&done);
+	n = complete_all(ac, &done);
 	if (rc < 0 && n == 0)
 		return rc;
 	return n;
