@@ -1,0 +1,955 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * zvfs-bdevperf: drive a ZVFS block device at a fixed queue depth and report
+ * IOPS, bandwidth and the latency distribution (the SPDK bdevperf idea, on
+ * the zvfs/bdev.h API).
+ *
+ * Map of this file:
+ *   1. options              parse_args(), usage()
+ *   2. latency histogram    log-linear buckets, ~0.8% precision
+ *   3. workers              one thread, one channel, QD requests in flight
+ *   4. report               text table or one JSON line
+ *   5. main
+ *
+ * The hot path: every worker submits QD requests, then loops on
+ * zvfs_bdev_wait(), which reaps every finished request of its channel in one
+ * pass.  Each completion callback records the request's latency and submits
+ * the next request at once, so the next poll sends the whole batch to the
+ * kernel in one system call.  The callback's timestamp doubles as the next
+ * request's submit time: one clock read per I/O.  No locks, no allocation
+ * per I/O; the workers share nothing but the read-only configuration and a
+ * stop flag.
+ *
+ * --submit-each is a diagnostic: the callback polls right after resubmitting,
+ * so each request reaches the kernel on its own (what fio does by default).
+ * Comparing it with the default shows what the backend's batching costs or
+ * saves on a given device (docs/benchmark.md).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "zvfs/bdev.h"
+#include "util/parse.h"
+#include "zvfs_version.h"
+
+#define PROG "zvfs-bdevperf"
+
+/* ---- 1. options ------------------------------------------------------- */
+
+enum workload {
+	WL_RANDREAD,
+	WL_RANDWRITE,
+	WL_READ,
+	WL_WRITE,
+	WL_RANDRW,
+};
+
+static const char *const g_wl_names[] = {
+	[WL_RANDREAD] = "randread", [WL_RANDWRITE] = "randwrite", [WL_READ] = "read",
+	[WL_WRITE] = "write",	    [WL_RANDRW] = "randrw",
+};
+
+struct config {
+	const char *spec;
+	enum workload wl;
+	unsigned rwmixread; /* percent of reads in randrw */
+	uint64_t bs;	    /* bytes */
+	unsigned qd;	    /* per thread */
+	unsigned threads;
+	double time_s;	 /* measured time */
+	double ramp_s;	 /* warm-up before it, excluded */
+	uint64_t offset; /* start of the area, bytes */
+	uint64_t span;	 /* its length, bytes; 0 = to the end */
+	uint64_t seed;
+	bool seed_set;
+	bool json;
+	bool submit_each; /* poll right after every submit: one system call per I/O */
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: " PROG " -d SPEC [options]\n"
+		"\n"
+		"Drive a ZVFS block device with a fixed number of requests in flight per thread\n"
+		"and report IOPS, MiB/s and latency (mean, p50, p99, p99.9, max) in microseconds.\n"
+		"\n"
+		"  -d, --device SPEC        device spec, e.g. uring:/var/tmp/img or aio:/dev/vdb\n"
+		"                           (grammar in zvfs/bdev.h; required)\n"
+		"  -w, --workload W         randread (default), randwrite, read, write, randrw\n"
+		"  -M, --rwmixread PCT      randrw: percentage of reads (default 50)\n"
+		"  -b, --block-size SIZE    bytes per request, K/M suffixes (default 4K)\n"
+		"  -q, --queue-depth N      requests in flight per thread (default 1)\n"
+		"  -j, --threads N          worker threads, one channel each (default 1)\n"
+		"  -t, --time SECONDS       measured run time (default 10)\n"
+		"      --ramp SECONDS       warm-up, not measured (default 0)\n"
+		"      --offset SIZE        start of the area to use (default 0)\n"
+		"      --span SIZE          length of the area (default: to the end)\n"
+		"      --seed N             seed of the offset generator (default: clock)\n"
+		"      --json               print one JSON line instead of the table\n"
+		"      --submit-each        poll right after each resubmission, so every request\n"
+		"                           reaches the kernel at once (one system call per I/O,\n"
+		"                           like fio's default) instead of in one batch per poll\n"
+		"  -h, --help               this text\n"
+		"  -V, --version            print the version\n"
+		"\n"
+		"Random workloads pick block-aligned offsets uniformly over the area, each thread\n"
+		"independently; sequential ones give each thread its own slice of the area and\n"
+		"wrap around in it.  Write buffers hold pseudo-random bytes (never zeroes, so a\n"
+		"zero-detecting layer below cannot skip them).  Latency runs from the submit call\n"
+		"to the completion callback.  A request beyond the device's per-channel queue\n"
+		"depth (spec option qd=, default 128) waits in the channel, so raise qd= with -q.\n"
+		"\n"
+		"Exit status: 0 success, 1 I/O or device error, 2 usage error.\n");
+}
+
+static int parse_uint(const char *name, const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+	if (zvfs_parse_u64(s, out) || *out < lo || *out > hi) {
+		fprintf(stderr,
+			PROG ": %s: expected an integer in [%" PRIu64 ", %" PRIu64 "]: %s\n", name,
+			lo, hi, s);
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_seconds(const char *name, const char *s, bool zero_ok, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !isfinite(v) || v < 0 || (!zero_ok && v == 0) || v > 1e6) {
+		fprintf(stderr, PROG ": %s: expected a number of seconds: %s\n", name, s);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int parse_bytes(const char *name, const char *s, uint64_t *out)
+{
+	if (zvfs_parse_size(s, out)) {
+		fprintf(stderr, PROG ": %s: expected a size (K/M/G/T suffixes): %s\n", name, s);
+		return -1;
+	}
+	return 0;
+}
+
+enum {
+	OPT_RAMP = 0x100,
+	OPT_OFFSET,
+	OPT_SPAN,
+	OPT_SEED,
+	OPT_JSON,
+	OPT_SUBMIT_EACH,
+};
+
+/* Returns 0 to run, 1 when done (help, version), 2 on a usage error. */
+static int parse_args(int argc, char **argv, struct config *c)
+{
+	static const struct option opts[] = {
+		{"device", required_argument, NULL, 'd'},
+		{"workload", required_argument, NULL, 'w'},
+		{"rwmixread", required_argument, NULL, 'M'},
+		{"block-size", required_argument, NULL, 'b'},
+		{"queue-depth", required_argument, NULL, 'q'},
+		{"threads", required_argument, NULL, 'j'},
+		{"time", required_argument, NULL, 't'},
+		{"ramp", required_argument, NULL, OPT_RAMP},
+		{"offset", required_argument, NULL, OPT_OFFSET},
+		{"span", required_argument, NULL, OPT_SPAN},
+		{"seed", required_argument, NULL, OPT_SEED},
+		{"json", no_argument, NULL, OPT_JSON},
+		{"submit-each", no_argument, NULL, OPT_SUBMIT_EACH},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	uint64_t v;
+	int opt;
+
+	memset(c, 0, sizeof(*c));
+	c->wl = WL_RANDREAD;
+	c->rwmixread = 50;
+	c->bs = 4096;
+	c->qd = 1;
+	c->threads = 1;
+	c->time_s = 10;
+
+	while ((opt = getopt_long(argc, argv, "d:w:M:b:q:j:t:hV", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'd':
+			c->spec = optarg;
+			break;
+		case 'w': {
+			size_t i, n = sizeof(g_wl_names) / sizeof(g_wl_names[0]);
+
+			for (i = 0; i < n; i++)
+				if (strcmp(optarg, g_wl_names[i]) == 0)
+					break;
+			/* fio's name for the mixed workload, for convenience */
+			if (i == n && strcmp(optarg, "mix") == 0)
+				i = WL_RANDRW;
+			if (i == n) {
+				fprintf(stderr, PROG ": --workload: unknown workload: %s\n",
+					optarg);
+				return 2;
+			}
+			c->wl = (enum workload)i;
+			break;
+		}
+		case 'M':
+			if (parse_uint("--rwmixread", optarg, 0, 100, &v))
+				return 2;
+			c->rwmixread = (unsigned)v;
+			break;
+		case 'b':
+			if (parse_bytes("--block-size", optarg, &c->bs))
+				return 2;
+			if (c->bs == 0 || c->bs > (1u << 30)) {
+				fprintf(stderr, PROG ": --block-size: out of range: %s\n", optarg);
+				return 2;
+			}
+			break;
+		case 'q':
+			if (parse_uint("--queue-depth", optarg, 1, 65536, &v))
+				return 2;
+			c->qd = (unsigned)v;
+			break;
+		case 'j':
+			if (parse_uint("--threads", optarg, 1, 1024, &v))
+				return 2;
+			c->threads = (unsigned)v;
+			break;
+		case 't':
+			if (parse_seconds("--time", optarg, false, &c->time_s))
+				return 2;
+			break;
+		case OPT_RAMP:
+			if (parse_seconds("--ramp", optarg, true, &c->ramp_s))
+				return 2;
+			break;
+		case OPT_OFFSET:
+			if (parse_bytes("--offset", optarg, &c->offset))
+				return 2;
+			break;
+		case OPT_SPAN:
+			if (parse_bytes("--span", optarg, &c->span))
+				return 2;
+			if (!c->span) {
+				fprintf(stderr, PROG ": --span: must not be 0\n");
+				return 2;
+			}
+			break;
+		case OPT_SEED:
+			if (parse_uint("--seed", optarg, 0, UINT64_MAX, &c->seed))
+				return 2;
+			c->seed_set = true;
+			break;
+		case OPT_JSON:
+			c->json = true;
+			break;
+		case OPT_SUBMIT_EACH:
+			c->submit_each = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 1;
+		case 'V':
+			printf(PROG " " ZVFS_VERSION "\n");
+			return 1;
+		default:
+			fprintf(stderr, "Try '" PROG " --help' for more information.\n");
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, PROG ": unexpected argument: %s\n", argv[optind]);
+		return 2;
+	}
+	if (!c->spec) {
+		fprintf(stderr, PROG ": --device is required\n"
+				     "Try '" PROG " --help' for more information.\n");
+		return 2;
+	}
+	return 0;
+}
+
+/* ---- 2. latency histogram ---------------------------------------------- */
+
+/*
+ * Log-linear buckets over nanoseconds, HDR-histogram style: values below
+ * 2^SUB_BITS get one bucket each; above, every power of two is split into
+ * 2^SUB_BITS equal buckets, so a bucket is at most 1/128 (0.8%) of its
+ * values wide.  Values from 2^MAX_EXP ns (about 18 minutes) up share the
+ * last bucket.
+ */
+#define SUB_BITS     7
+#define SUB_COUNT    (1u << SUB_BITS)
+#define MAX_EXP	     40
+#define HIST_BUCKETS ((MAX_EXP - SUB_BITS + 1) * SUB_COUNT)
+
+struct hist {
+	uint64_t count;
+	uint64_t sum; /* ns */
+	uint64_t min;
+	uint64_t max;
+	uint64_t b[HIST_BUCKETS];
+};
+
+static inline unsigned hist_index(uint64_t v)
+{
+	unsigned msb;
+
+	if (v < SUB_COUNT)
+		return (unsigned)v;
+	msb = 63u - (unsigned)__builtin_clzll(v);
+	if (msb >= MAX_EXP)
+		return HIST_BUCKETS - 1;
+	return (msb - SUB_BITS + 1) * SUB_COUNT +
+	       (unsigned)((v >> (msb - SUB_BITS)) & (SUB_COUNT - 1));
+}
+
+/* The middle of bucket i, in ns. */
+static double hist_value(unsigned i)
+{
+	unsigned e, sub;
+	uint64_t width;
+
+	if (i < SUB_COUNT)
+		return i;
+	e = i / SUB_COUNT - 1; /* msb - SUB_BITS */
+	sub = i % SUB_COUNT;
+	width = 1ull << e;
+	return (double)((SUB_COUNT + sub) * width) + (double)(width - 1) / 2;
+}
+
+static inline void hist_add(struct hist *h, uint64_t v)
+{
+	h->count++;
+	h->sum += v;
+	if (v < h->min)
+		h->min = v;
+	if (v > h->max)
+		h->max = v;
+	h->b[hist_index(v)]++;
+}
+
+static void hist_init(struct hist *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->min = UINT64_MAX;
+}
+
+static void hist_merge(struct hist *dst, const struct hist *src)
+{
+	dst->count += src->count;
+	dst->sum += src->sum;
+	if (src->min < dst->min)
+		dst->min = src->min;
+	if (src->max > dst->max)
+		dst->max = src->max;
+	for (unsigned i = 0; i < HIST_BUCKETS; i++)
+		dst->b[i] += src->b[i];
+}
+
+/* The p-th percentile (0 < p <= 100) in ns, clamped to the observed range. */
+static double hist_percentile(const struct hist *h, double p)
+{
+	uint64_t rank, seen = 0;
+	double v = 0;
+
+	if (!h->count)
+		return 0;
+	rank = (uint64_t)ceil(p / 100.0 * (double)h->count);
+	if (rank < 1)
+		rank = 1;
+	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+		seen += h->b[i];
+		if (seen >= rank) {
+			v = hist_value(i);
+			break;
+		}
+	}
+	if (v < (double)h->min)
+		v = (double)h->min;
+	if (v > (double)h->max)
+		v = (double)h->max;
+	return v;
+}
+
+/* ---- 3. workers ---------------------------------------------------------- */
+
+struct worker;
+
+struct req {
+	struct worker *w;
+	void *buf;
+	uint64_t t_submit; /* ns, CLOCK_MONOTONIC */
+	uint64_t offset;   /* bytes, for error messages */
+	bool write;
+};
+
+struct worker {
+	/* Hot fields first: the callback touches these on every I/O. */
+	struct zvfs_bdev_channel *ch;
+	const struct config *cfg;
+	uint64_t rng;
+	uint64_t area_start; /* bytes: the whole area (random) or this thread's slice */
+	uint64_t area_blocks;
+	uint64_t seq_next;    /* block index within the area */
+	uint64_t t_measure;   /* ns: completions from here on count */
+	uint64_t t_end;	      /* ns: no new requests from here on */
+	uint64_t t_stop;      /* ns: when this worker stopped submitting */
+	uint32_t read_thresh; /* random draw below it is a read (percent scale) */
+	bool random;
+	bool submit_each;
+	bool in_poll; /* submit_each: a callback of ours is polling */
+	bool stopping;
+	int error;
+	struct hist *hist[2]; /* [0] reads, [1] writes */
+
+	struct zvfs_bdev *bdev;
+	struct req *reqs;
+	unsigned idx;
+	pthread_t tid;
+};
+
+static atomic_bool g_stop;
+
+/* Start line: workers report ready, main takes the start time and says go. */
+static pthread_mutex_t g_start_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_start_cond = PTHREAD_COND_INITIALIZER;
+static unsigned g_ready;
+static bool g_go;
+static uint64_t g_t0; /* ns; written by main before g_go */
+
+static inline uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* wyrand: one multiply per draw, passes BigCrush; plenty for offsets. */
+static inline uint64_t rng_next(uint64_t *s)
+{
+	__uint128_t m;
+
+	*s += 0xa0761d6478bd642full;
+	m = (__uint128_t)*s * (*s ^ 0xe7037ed1a0b428dbull);
+	return (uint64_t)(m >> 64) ^ (uint64_t)m;
+}
+
+/* Uniform in [0, n) without division (Lemire); the bias is below 2^-40 here. */
+static inline uint64_t rng_below(uint64_t *s, uint64_t n)
+{
+	return (uint64_t)(((__uint128_t)rng_next(s) * n) >> 64);
+}
+
+static uint64_t splitmix64(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+static void req_done(void *arg, int status);
+
+/* Start the next request in r's slot; returns 0 or a negative errno. */
+static inline int req_issue(struct worker *w, struct req *r, uint64_t now)
+{
+	const uint64_t bs = w->cfg->bs;
+	uint64_t blk;
+
+	if (w->random) {
+		blk = rng_below(&w->rng, w->area_blocks);
+	} else {
+		blk = w->seq_next++;
+		if (w->seq_next == w->area_blocks)
+			w->seq_next = 0;
+	}
+	if (w->read_thresh == 0)
+		r->write = true;
+	else if (w->read_thresh >= 100)
+		r->write = false;
+	else
+		r->write = rng_below(&w->rng, 100) >= w->read_thresh;
+	r->t_submit = now;
+	r->offset = w->area_start + blk * bs;
+	if (r->write)
+		return zvfs_bdev_write(w->ch, r->buf, bs, r->offset, req_done, r);
+	return zvfs_bdev_read(w->ch, r->buf, bs, r->offset, req_done, r);
+}
+
+/* Stop this worker (and make the others stop) after a failure; report the first. */
+static void worker_fail(struct worker *w, const struct req *r, const char *what, int err)
+{
+	if (!w->error) {
+		w->error = err;
+		if (r)
+			fprintf(stderr,
+				PROG ": I/O error: %s of %" PRIu64 " bytes at offset %" PRIu64
+				     " (thread %u): %s\n",
+				what, w->cfg->bs, r->offset, w->idx, strerror(-err));
+		else
+			fprintf(stderr, PROG ": I/O error: %s (thread %u): %s\n", what, w->idx,
+				strerror(-err));
+	}
+	if (!w->stopping) {
+		w->stopping = true;
+		w->t_stop = now_ns();
+	}
+	atomic_store_explicit(&g_stop, true, memory_order_relaxed);
+}
+
+static void req_done(void *arg, int status)
+{
+	struct req *r = arg;
+	struct worker *w = r->w;
+	uint64_t now = now_ns();
+	int rc;
+
+	if (__builtin_expect(status != 0, 0)) {
+		worker_fail(w, r, r->write ? "write" : "read", status);
+		return;
+	}
+	if (now >= w->t_measure && now < w->t_end)
+		hist_add(w->hist[r->write], now - r->t_submit);
+	if (w->stopping)
+		return;
+	if (__builtin_expect(now >= w->t_end || atomic_load_explicit(&g_stop, memory_order_relaxed),
+			     0)) {
+		w->stopping = true;
+		w->t_stop = now;
+		return;
+	}
+	rc = req_issue(w, r, now);
+	if (__builtin_expect(rc != 0, 0)) {
+		worker_fail(w, NULL, "submit", rc);
+		return;
+	}
+	if (w->submit_each && !w->in_poll) {
+		/*
+		 * Hand the request to the kernel now instead of at the next
+		 * poll.  Completions this poll reaps get their callbacks here,
+		 * one level down; those do not poll again.
+		 */
+		w->in_poll = true;
+		rc = zvfs_bdev_poll(w->ch);
+		w->in_poll = false;
+		if (rc < 0)
+			worker_fail(w, NULL, "poll", rc);
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	const struct config *c = w->cfg;
+	const char *fail = NULL;
+	unsigned i;
+	int rc;
+
+	rc = zvfs_bdev_get_channel(w->bdev, &w->ch);
+	if (rc) {
+		fail = "cannot get an I/O channel";
+		goto out_sync;
+	}
+	for (i = 0; i < c->qd; i++) {
+		struct req *r = &w->reqs[i];
+		uint64_t *p;
+
+		r->w = w;
+		r->buf = zvfs_bdev_buf_alloc(w->bdev, c->bs);
+		if (!r->buf) {
+			rc = -ENOMEM;
+			fail = "cannot allocate I/O buffers";
+			goto out_sync;
+		}
+		/* Non-zero, incompressible write data (fio does the same). */
+		p = r->buf;
+		for (uint64_t k = 0; k < c->bs / sizeof(*p); k++)
+			p[k] = rng_next(&w->rng);
+	}
+out_sync:
+	if (fail) {
+		fprintf(stderr, PROG ": %s: %s\n", fail, strerror(-rc));
+		w->error = rc;
+		w->stopping = true;
+	}
+	pthread_mutex_lock(&g_start_lock);
+	g_ready++;
+	pthread_cond_broadcast(&g_start_cond);
+	while (!g_go)
+		pthread_cond_wait(&g_start_cond, &g_start_lock);
+	pthread_mutex_unlock(&g_start_lock);
+	if (w->error || atomic_load(&g_stop))
+		goto out_free;
+	w->t_measure = g_t0 + (uint64_t)(c->ramp_s * 1e9);
+	w->t_end = w->t_measure + (uint64_t)(c->time_s * 1e9);
+
+	for (i = 0; i < c->qd && !w->stopping; i++) {
+		rc = req_issue(w, &w->reqs[i], now_ns());
+		if (rc)
+			worker_fail(w, NULL, "submit", rc);
+	}
+	while (zvfs_bdev_outstanding(w->ch) > 0) {
+		rc = zvfs_bdev_wait(w->ch);
+		if (rc < 0) {
+			/* The channel is broken: its requests will never finish. */
+			worker_fail(w, NULL, "poll", rc);
+			return NULL;
+		}
+	}
+	if (!w->t_stop)
+		w->t_stop = now_ns();
+out_free:
+	for (i = 0; i < c->qd; i++)
+		zvfs_bdev_buf_free(w->bdev, w->reqs[i].buf);
+	return NULL;
+}
+
+/* ---- 4. report ------------------------------------------------------------ */
+
+struct result {
+	const char *name;
+	const struct hist *h;
+	double iops;
+	double mibps;
+};
+
+static void json_string(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	putchar('"');
+}
+
+static void json_result(const struct result *r)
+{
+	const struct hist *h = r->h;
+
+	printf("\"ios\":%" PRIu64 ",\"iops\":%.1f,\"mibps\":%.2f,\"lat_us\":{\"mean\":%.2f,"
+	       "\"min\":%.2f,\"p50\":%.2f,\"p99\":%.2f,\"p99.9\":%.2f,\"max\":%.2f}",
+	       h->count, r->iops, r->mibps, h->count ? (double)h->sum / (double)h->count / 1e3 : 0,
+	       h->count ? (double)h->min / 1e3 : 0, hist_percentile(h, 50) / 1e3,
+	       hist_percentile(h, 99) / 1e3, hist_percentile(h, 99.9) / 1e3, (double)h->max / 1e3);
+}
+
+static void text_result(const struct result *r)
+{
+	const struct hist *h = r->h;
+
+	printf("%-6s %12.1f %9.2f %10.2f %10.2f %10.2f %10.2f %10.2f\n", r->name, r->iops, r->mibps,
+	       h->count ? (double)h->sum / (double)h->count / 1e3 : 0, hist_percentile(h, 50) / 1e3,
+	       hist_percentile(h, 99) / 1e3, hist_percentile(h, 99.9) / 1e3, (double)h->max / 1e3);
+}
+
+static void report(const struct config *c, struct zvfs_bdev *bdev, const struct hist *all,
+		   const struct hist *rd, const struct hist *wr, double secs)
+{
+	struct result res[3] = {
+		{"total", all, 0, 0},
+		{"read", rd, 0, 0},
+		{"write", wr, 0, 0},
+	};
+	bool mixed = c->wl == WL_RANDRW;
+
+	for (int i = 0; i < 3; i++) {
+		res[i].iops = secs > 0 ? (double)res[i].h->count / secs : 0;
+		res[i].mibps = res[i].iops * (double)c->bs / (1024.0 * 1024.0);
+	}
+	if (c->json) {
+		printf("{\"tool\":\"" PROG "\",\"version\":\"" ZVFS_VERSION "\",\"device\":");
+		json_string(c->spec);
+		printf(",\"driver\":\"%s\",\"workload\":\"%s\",\"rwmixread\":%u,\"bs\":%" PRIu64
+		       ",\"qd\":%u,\"threads\":%u,\"time_s\":%.3f,\"ramp_s\":%.3f,\"offset\":"
+		       "%" PRIu64 ",\"span\":%" PRIu64 ",\"seed\":%" PRIu64 ",",
+		       zvfs_bdev_get_driver(bdev), g_wl_names[c->wl],
+		       mixed					    ? c->rwmixread
+		       : (c->wl == WL_RANDREAD || c->wl == WL_READ) ? 100
+								    : 0,
+		       c->bs, c->qd, c->threads, secs, c->ramp_s, c->offset, c->span, c->seed);
+		json_result(&res[0]);
+		printf(",\"read\":{");
+		json_result(&res[1]);
+		printf("},\"write\":{");
+		json_result(&res[2]);
+		printf("}}\n");
+		return;
+	}
+	printf(PROG " " ZVFS_VERSION ": %s (%s, %" PRIu64 " bytes, block %u)\n", c->spec,
+	       zvfs_bdev_get_driver(bdev), zvfs_bdev_get_geometry(bdev)->size,
+	       zvfs_bdev_get_geometry(bdev)->block_size);
+	printf("workload %s", g_wl_names[c->wl]);
+	if (mixed)
+		printf(" (%u%% reads)", c->rwmixread);
+	printf(", bs %" PRIu64
+	       ", qd %u, threads %u, %.1f s measured after %.1f s ramp, area %" PRIu64 "+%" PRIu64
+	       ", seed %" PRIu64 "\n",
+	       c->bs, c->qd, c->threads, secs, c->ramp_s, c->offset, c->span, c->seed);
+	printf("%-6s %12s %9s %10s %10s %10s %10s %10s\n", "", "IOPS", "MiB/s", "mean us", "p50 us",
+	       "p99 us", "p99.9 us", "max us");
+	text_result(&res[0]);
+	if (mixed) {
+		text_result(&res[1]);
+		text_result(&res[2]);
+	}
+}
+
+/* ---- 5. main --------------------------------------------------------------- */
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	atomic_store(&g_stop, true);
+}
+
+/* Check the area and the block size against the device; fill c->span. */
+static int check_geometry(struct config *c, const struct zvfs_bdev_geometry *geo)
+{
+	if (c->bs % geo->block_size) {
+		fprintf(stderr,
+			PROG ": --block-size: %" PRIu64 " is not a multiple of the "
+			     "device block size %u\n",
+			c->bs, geo->block_size);
+		return -1;
+	}
+	if (c->offset % c->bs || c->span % c->bs) {
+		fprintf(stderr,
+			PROG ": --offset/--span: must be multiples of the block size "
+			     "%" PRIu64 "\n",
+			c->bs);
+		return -1;
+	}
+	if (c->offset >= geo->size) {
+		fprintf(stderr,
+			PROG ": --offset: %" PRIu64 " is beyond the device (%" PRIu64 " bytes)\n",
+			c->offset, geo->size);
+		return -1;
+	}
+	if (!c->span)
+		c->span = (geo->size - c->offset) / c->bs * c->bs;
+	if (c->span > geo->size - c->offset) {
+		fprintf(stderr,
+			PROG ": --span: %" PRIu64 "+%" PRIu64 " reaches beyond the device "
+			     "(%" PRIu64 " bytes)\n",
+			c->offset, c->span, geo->size);
+		return -1;
+	}
+	if (c->span / c->bs < (c->wl == WL_READ || c->wl == WL_WRITE ? c->threads : 1)) {
+		fprintf(stderr, PROG ": the area holds too few blocks for %u threads\n",
+			c->threads);
+		return -1;
+	}
+	if ((c->wl == WL_RANDWRITE || c->wl == WL_WRITE || c->wl == WL_RANDRW) && geo->read_only) {
+		fprintf(stderr, PROG ": %s: device is read-only\n", c->spec);
+		return -1;
+	}
+	if (c->qd > geo->queue_depth)
+		fprintf(stderr,
+			PROG ": warning: queue depth %u exceeds the channel's %u; the rest waits "
+			     "in the channel (add qd=%u to the device spec)\n",
+			c->qd, geo->queue_depth, c->qd);
+	return 0;
+}
+
+static void worker_setup(struct worker *w, const struct config *c, struct zvfs_bdev *bdev,
+			 unsigned idx)
+{
+	uint64_t blocks = c->span / c->bs;
+
+	w->cfg = c;
+	w->bdev = bdev;
+	w->idx = idx;
+	w->rng = splitmix64(c->seed + idx);
+	w->submit_each = c->submit_each;
+	w->random = c->wl == WL_RANDREAD || c->wl == WL_RANDWRITE || c->wl == WL_RANDRW;
+	if (w->random) {
+		w->area_start = c->offset;
+		w->area_blocks = blocks;
+	} else {
+		/* Thread i streams through its own slice: no two threads overlap. */
+		uint64_t per = blocks / c->threads;
+
+		w->area_start = c->offset + (uint64_t)idx * per * c->bs;
+		w->area_blocks = per;
+	}
+	switch (c->wl) {
+	case WL_RANDREAD:
+	case WL_READ:
+		w->read_thresh = 100;
+		break;
+	case WL_RANDWRITE:
+	case WL_WRITE:
+		w->read_thresh = 0;
+		break;
+	case WL_RANDRW:
+		w->read_thresh = c->rwmixread;
+		break;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct hist *all = NULL, *rd = NULL, *wr = NULL;
+	struct worker *workers = NULL;
+	struct zvfs_bdev *bdev = NULL;
+	struct sigaction sa;
+	struct config c;
+	char errbuf[512];
+	unsigned started = 0;
+	uint64_t t_stop = 0;
+	int status = 1, rc;
+	double secs;
+
+	rc = parse_args(argc, argv, &c);
+	if (rc)
+		return rc == 1 ? 0 : 2;
+	if (!c.seed_set)
+		c.seed = splitmix64(now_ns() ^ ((uint64_t)getpid() << 32));
+
+	rc = zvfs_bdev_open(c.spec, &bdev, errbuf, sizeof(errbuf));
+	if (rc) {
+		/* The message names the device and the reason already. */
+		if (errbuf[0])
+			fprintf(stderr, PROG ": %s\n", errbuf);
+		else
+			fprintf(stderr, PROG ": %s: %s\n", c.spec, strerror(-rc));
+		return 1;
+	}
+	if (check_geometry(&c, zvfs_bdev_get_geometry(bdev))) {
+		status = 2;
+		goto out_close;
+	}
+
+	workers = calloc(c.threads, sizeof(*workers));
+	all = malloc(sizeof(*all));
+	rd = malloc(sizeof(*rd));
+	wr = malloc(sizeof(*wr));
+	if (!workers || !all || !rd || !wr)
+		goto err_nomem;
+	for (unsigned i = 0; i < c.threads; i++) {
+		struct worker *w = &workers[i];
+
+		worker_setup(w, &c, bdev, i);
+		w->reqs = calloc(c.qd, sizeof(*w->reqs));
+		w->hist[0] = malloc(sizeof(struct hist));
+		w->hist[1] = malloc(sizeof(struct hist));
+		if (!w->reqs || !w->hist[0] || !w->hist[1])
+			goto err_nomem;
+		hist_init(w->hist[0]);
+		hist_init(w->hist[1]);
+	}
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	for (; started < c.threads; started++) {
+		rc = pthread_create(&workers[started].tid, NULL, worker_main, &workers[started]);
+		if (rc) {
+			fprintf(stderr, PROG ": cannot start thread: %s\n", strerror(rc));
+			/* Let the started ones go straight to their exit. */
+			atomic_store(&g_stop, true);
+			workers[started].error = -rc;
+			break;
+		}
+	}
+	pthread_mutex_lock(&g_start_lock);
+	while (g_ready < started)
+		pthread_cond_wait(&g_start_cond, &g_start_lock);
+	g_t0 = now_ns();
+	g_go = true;
+	pthread_cond_broadcast(&g_start_cond);
+	pthread_mutex_unlock(&g_start_lock);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(workers[i].tid, NULL);
+
+	hist_init(all);
+	hist_init(rd);
+	hist_init(wr);
+	status = 0;
+	for (unsigned i = 0; i < c.threads; i++) {
+		struct worker *w = &workers[i];
+
+		if (w->error)
+			status = 1;
+		hist_merge(rd, w->hist[0]);
+		hist_merge(wr, w->hist[1]);
+		if (w->t_stop > t_stop)
+			t_stop = w->t_stop;
+	}
+	hist_merge(all, rd);
+	hist_merge(all, wr);
+	if (status)
+		goto out_free;
+	/* Measured window: from the end of the ramp to the end (or an early stop). */
+	secs = c.time_s;
+	if (atomic_load(&g_stop) && t_stop) {
+		uint64_t t_measure = g_t0 + (uint64_t)(c.ramp_s * 1e9);
+
+		secs = t_stop > t_measure ? (double)(t_stop - t_measure) / 1e9 : 0;
+		if (secs > c.time_s)
+			secs = c.time_s;
+	}
+	report(&c, bdev, all, rd, wr, secs);
+	if (fflush(stdout) == EOF) {
+		fprintf(stderr, PROG ": stdout: %s\n", strerror(errno));
+		status = 1;
+	}
+	goto out_free;
+
+err_nomem:
+	fprintf(stderr, PROG ": %s\n", strerror(ENOMEM));
+	status = 1;
+out_free:
+	if (workers) {
+		for (unsigned i = 0; i < c.threads; i++) {
+			free(workers[i].reqs);
+			free(workers[i].hist[0]);
+			free(workers[i].hist[1]);
+		}
+	}
+	free(workers);
+	free(all);
+	free(rd);
+	free(wr);
+out_close:
+	rc = zvfs_bdev_close(bdev);
+	if (rc && !status) {
+		fprintf(stderr, PROG ": close: %s\n", strerror(-rc));
+		status = 1;
+	}
+	return status;
+}
