@@ -87,15 +87,15 @@ struct zvfs_bdev_channel;
 
 /* What a device is; filled at open time and constant afterwards. */
 struct zvfs_bdev_geometry {
-	uint64_t size;            /* usable bytes, a multiple of block_size */
-	uint32_t block_size;      /* logical block: unit of offsets and lengths, bytes */
+	uint64_t size;		  /* usable bytes, a multiple of block_size */
+	uint32_t block_size;	  /* logical block: unit of offsets and lengths, bytes */
 	uint32_t phys_block_size; /* physical block: the write atomicity hint, bytes */
-	uint32_t buf_align;       /* required alignment of buffer addresses, bytes */
-	uint32_t queue_depth;     /* requests a channel keeps in flight before queueing */
-	bool discard_zeroes;      /* a discarded range reads back as zeroes */
+	uint32_t buf_align;	  /* required alignment of buffer addresses, bytes */
+	uint32_t queue_depth;	  /* requests a channel keeps in flight before queueing */
+	bool discard_zeroes;	  /* a discarded range reads back as zeroes */
 	bool write_zeroes_native; /* target should zero without data transfer (see write_zeroes) */
-	bool volatile_cache;      /* writes may be lost on power failure until a flush */
-	bool read_only;           /* opened "ro" */
+	bool volatile_cache;	  /* writes may be lost on power failure until a flush */
+	bool read_only;		  /* opened "ro" */
 };
 
 /*
@@ -195,8 +195,8 @@ int zvfs_bdev_write_zeroes(struct zvfs_bdev_channel *ch, uint64_t offset, uint64
  * zeroes afterwards only if geometry.discard_zeroes; otherwise its content is
  * undefined.  A device without discard support completes it as a no-op.
  */
-int zvfs_bdev_discard(struct zvfs_bdev_channel *ch, uint64_t offset, uint64_t len,
-		      zvfs_bdev_cb cb, void *cb_arg);
+int zvfs_bdev_discard(struct zvfs_bdev_channel *ch, uint64_t offset, uint64_t len, zvfs_bdev_cb cb,
+		      void *cb_arg);
 
 /*
  * Submit everything queued on ch in one batch and reap every finished
@@ -290,18 +290,18 @@ enum zvfs_bdev_power_cut {
  * zvfs_bdev_fault_power_on().  Requests in flight complete normally.  Stores
  * the number of writes dropped and kept in *dropped / *kept (may be NULL).
  */
-int zvfs_bdev_fault_power_cut(struct zvfs_bdev *bdev, enum zvfs_bdev_power_cut mode,
-			      uint64_t seed, uint64_t *dropped, uint64_t *kept);
+int zvfs_bdev_fault_power_cut(struct zvfs_bdev *bdev, enum zvfs_bdev_power_cut mode, uint64_t seed,
+			      uint64_t *dropped, uint64_t *kept);
 
 /* Bring a device back after a power cut: it now holds what survived. */
 int zvfs_bdev_fault_power_on(struct zvfs_bdev *bdev);
 
 /* Counters of a fault device. */
 struct zvfs_bdev_fault_stats {
-	uint64_t submitted;     /* requests seen */
-	uint64_t failed;        /* requests failed by a rule */
-	uint64_t unflushed;     /* writes, write_zeroes, discards in the volatile cache */
-	uint64_t flushes;       /* flushes completed */
+	uint64_t submitted; /* requests seen */
+	uint64_t failed;    /* requests failed by a rule */
+	uint64_t unflushed; /* writes, write_zeroes, discards in the volatile cache */
+	uint64_t flushes;   /* flushes completed */
 };
 int zvfs_bdev_fault_get_stats(struct zvfs_bdev *bdev, struct zvfs_bdev_fault_stats *st);
 

@@ -54,14 +54,14 @@ struct zvfs_bdev_io {
 	struct zvfs_bdev_channel *ch;
 	zvfs_bdev_cb cb;
 	void *cb_arg;
-	uint64_t offset;           /* bytes */
-	uint64_t len;              /* bytes; 0 for flush */
-	struct iovec *iov;         /* iov_inline or heap; read/write only */
+	uint64_t offset;   /* bytes */
+	uint64_t len;	   /* bytes; 0 for flush */
+	struct iovec *iov; /* iov_inline or heap; read/write only */
 	int iovcnt;
-	int status;                /* for zvfs_bdev_io_defer() */
-	uint8_t type;              /* one ZVFS_BDEV_IO_* bit */
-	uint8_t iov_heap;          /* iov was allocated */
-	uint8_t internal;          /* issued by the core itself (write-zeroes emulation) */
+	int status;	  /* for zvfs_bdev_io_defer() */
+	uint8_t type;	  /* one ZVFS_BDEV_IO_* bit */
+	uint8_t iov_heap; /* iov was allocated */
+	uint8_t internal; /* issued by the core itself (write-zeroes emulation) */
 	struct iovec iov_inline[ZVFS_BDEV_IO_INLINE_IOV];
 	union {
 		char bytes[ZVFS_BDEV_IO_DRV_SIZE];
@@ -72,27 +72,27 @@ struct zvfs_bdev_io {
 /* A thread's channel on one device. */
 struct zvfs_bdev_channel {
 	struct zvfs_bdev *bdev;
-	uint64_t bdev_id;          /* bdev->id when created: detects a closed device */
-	uint64_t fork_gen;         /* channels made before a fork are not the child's */
-	void *drv;                 /* backend state (ring, aio context, ...) */
-	unsigned outstanding;      /* submitted, callback not yet run */
-	bool dead;                 /* device closed; memory freed by the owner thread */
+	uint64_t bdev_id;     /* bdev->id when created: detects a closed device */
+	uint64_t fork_gen;    /* channels made before a fork are not the child's */
+	void *drv;	      /* backend state (ring, aio context, ...) */
+	unsigned outstanding; /* submitted, callback not yet run */
+	bool dead;	      /* device closed; memory freed by the owner thread */
 	struct zvfs_bdev_io *free_list;
 	struct zvfs_bdev_io *deferred_head, *deferred_tail;
-	struct zvfs_bdev_channel *bdev_next; /* bdev->channels, under the channel lock */
+	struct zvfs_bdev_channel *bdev_next;   /* bdev->channels, under the channel lock */
 	struct zvfs_bdev_channel *thread_next; /* owner thread's list */
-	void *io_chunks;           /* request memory, freed with the channel */
+	void *io_chunks;		       /* request memory, freed with the channel */
 };
 
 /* Parsed device spec (what zvfs_bdev_open() understood). */
 struct zvfs_bdev_spec {
-	char driver[8];            /* "uring", "aio", "ram", "fault" */
-	const char *path;          /* target path; NULL for ram; inner spec for fault */
-	uint64_t size;             /* 0 = not given */
-	uint32_t block_size;       /* 0 = not given */
-	uint32_t phys_block_size;  /* 0 = not given */
-	uint32_t queue_depth;      /* 0 = default */
-	uint32_t sq_batch;         /* submit once this many are prepared; 0 = at poll only */
+	char driver[8];		  /* "uring", "aio", "ram", "fault" */
+	const char *path;	  /* target path; NULL for ram; inner spec for fault */
+	uint64_t size;		  /* 0 = not given */
+	uint32_t block_size;	  /* 0 = not given */
+	uint32_t phys_block_size; /* 0 = not given */
+	uint32_t queue_depth;	  /* 0 = default */
+	uint32_t sq_batch;	  /* submit once this many are prepared; 0 = at poll only */
 	bool sq_batch_set;
 	bool create;
 	bool buffered;
@@ -114,15 +114,15 @@ struct zvfs_bdev_ops {
 struct zvfs_bdev {
 	const struct zvfs_bdev_ops *ops;
 	struct zvfs_bdev_geometry geo;
-	uint64_t id;                /* unique per open, never reused */
+	uint64_t id; /* unique per open, never reused */
 	char name[256];
-	void *drv;                  /* backend state */
-	_Atomic bool wz_emulate;    /* write_zeroes goes through zero-buffer writes */
-	void *zero_buf;             /* ZVFS_BDEV_ZERO_BUF bytes of zeroes, aligned */
-	void *arena;                /* registered buffer arena (may be NULL) */
+	void *drv;		 /* backend state */
+	_Atomic bool wz_emulate; /* write_zeroes goes through zero-buffer writes */
+	void *zero_buf;		 /* ZVFS_BDEV_ZERO_BUF bytes of zeroes, aligned */
+	void *arena;		 /* registered buffer arena (may be NULL) */
 	size_t arena_size;
-	void *arena_state;          /* arena allocator (core-private) */
-	pthread_mutex_t ch_lock;    /* channels list; never taken on the data path */
+	void *arena_state;	 /* arena allocator (core-private) */
+	pthread_mutex_t ch_lock; /* channels list; never taken on the data path */
 	struct zvfs_bdev_channel *channels;
 	unsigned nchannels;
 	struct zvfs_bdev *open_next; /* all open devices (core-private) */
@@ -155,7 +155,7 @@ struct zvfs_bdev_file {
 	int fd;
 	bool is_blockdev;
 	bool buffered;
-	bool punch_ok;              /* fallocate(PUNCH_HOLE) zeroes the range */
+	bool punch_ok; /* fallocate(PUNCH_HOLE) zeroes the range */
 };
 int zvfs_bdev_file_open(struct zvfs_bdev *bdev, const struct zvfs_bdev_spec *spec,
 			struct zvfs_bdev_file *file, char *errbuf, size_t errlen);

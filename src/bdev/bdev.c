@@ -68,8 +68,8 @@ static int spec_option(struct zvfs_bdev_spec *spec, char *opt, const char *whole
 
 	if (val)
 		*val++ = '\0';
-	if (strcmp(opt, "create") == 0 || strcmp(opt, "buffered") == 0 ||
-	    strcmp(opt, "ro") == 0 || strcmp(opt, "noregbuf") == 0) {
+	if (strcmp(opt, "create") == 0 || strcmp(opt, "buffered") == 0 || strcmp(opt, "ro") == 0 ||
+	    strcmp(opt, "noregbuf") == 0) {
 		if (val)
 			goto err_value;
 		if (opt[0] == 'c')
@@ -368,8 +368,8 @@ static void thread_exit(void *arg)
 			struct zvfs_bdev_channel **pp;
 
 			if (ch->outstanding)
-				ZVFS_WARN("%s: thread exits with %u requests in flight",
-					  bdev->name, ch->outstanding);
+				ZVFS_WARN("%s: thread exits with %u requests in flight", bdev->name,
+					  ch->outstanding);
 			for (pp = &bdev->channels; *pp; pp = &(*pp)->bdev_next) {
 				if (*pp == ch) {
 					*pp = ch->bdev_next;
@@ -689,7 +689,7 @@ int zvfs_bdev_writev(struct zvfs_bdev_channel *ch, const struct iovec *iov, int 
 int zvfs_bdev_read(struct zvfs_bdev_channel *ch, void *buf, uint64_t len, uint64_t offset,
 		   zvfs_bdev_cb cb, void *cb_arg)
 {
-	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
 
 	return rw_submit(ch, ZVFS_BDEV_IO_READ, &iov, 1, offset, cb, cb_arg);
 }
@@ -697,7 +697,7 @@ int zvfs_bdev_read(struct zvfs_bdev_channel *ch, void *buf, uint64_t len, uint64
 int zvfs_bdev_write(struct zvfs_bdev_channel *ch, const void *buf, uint64_t len, uint64_t offset,
 		    zvfs_bdev_cb cb, void *cb_arg)
 {
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
 
 	return rw_submit(ch, ZVFS_BDEV_IO_WRITE, &iov, 1, offset, cb, cb_arg);
 }
@@ -716,8 +716,8 @@ int zvfs_bdev_write_zeroes(struct zvfs_bdev_channel *ch, uint64_t offset, uint64
 	return range_submit(ch, ZVFS_BDEV_IO_WRITE_ZEROES, offset, len, cb, cb_arg);
 }
 
-int zvfs_bdev_discard(struct zvfs_bdev_channel *ch, uint64_t offset, uint64_t len,
-		      zvfs_bdev_cb cb, void *cb_arg)
+int zvfs_bdev_discard(struct zvfs_bdev_channel *ch, uint64_t offset, uint64_t len, zvfs_bdev_cb cb,
+		      void *cb_arg)
 {
 	return range_submit(ch, ZVFS_BDEV_IO_DISCARD, offset, len, cb, cb_arg);
 }
@@ -782,7 +782,7 @@ unsigned zvfs_bdev_outstanding(const struct zvfs_bdev_channel *ch)
 
 struct wz_state {
 	struct zvfs_bdev_io *orig;
-	uint64_t next;   /* next offset to write */
+	uint64_t next; /* next offset to write */
 	uint64_t end;
 	unsigned inflight;
 	int status;
@@ -937,7 +937,7 @@ static int sync_finish(struct zvfs_bdev_channel *ch, int rc, struct sync_wait *w
 int zvfs_bdev_readv_sync(struct zvfs_bdev *bdev, const struct iovec *iov, int iovcnt,
 			 uint64_t offset)
 {
-	struct sync_wait w = { 0 };
+	struct sync_wait w = {0};
 	struct zvfs_bdev_channel *ch;
 	int rc = zvfs_bdev_get_channel(bdev, &ch);
 
@@ -949,7 +949,7 @@ int zvfs_bdev_readv_sync(struct zvfs_bdev *bdev, const struct iovec *iov, int io
 int zvfs_bdev_writev_sync(struct zvfs_bdev *bdev, const struct iovec *iov, int iovcnt,
 			  uint64_t offset)
 {
-	struct sync_wait w = { 0 };
+	struct sync_wait w = {0};
 	struct zvfs_bdev_channel *ch;
 	int rc = zvfs_bdev_get_channel(bdev, &ch);
 
@@ -960,21 +960,21 @@ int zvfs_bdev_writev_sync(struct zvfs_bdev *bdev, const struct iovec *iov, int i
 
 int zvfs_bdev_read_sync(struct zvfs_bdev *bdev, void *buf, uint64_t len, uint64_t offset)
 {
-	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
 
 	return zvfs_bdev_readv_sync(bdev, &iov, 1, offset);
 }
 
 int zvfs_bdev_write_sync(struct zvfs_bdev *bdev, const void *buf, uint64_t len, uint64_t offset)
 {
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
 
 	return zvfs_bdev_writev_sync(bdev, &iov, 1, offset);
 }
 
 static int range_sync(struct zvfs_bdev *bdev, uint8_t type, uint64_t offset, uint64_t len)
 {
-	struct sync_wait w = { 0 };
+	struct sync_wait w = {0};
 	struct zvfs_bdev_channel *ch;
 	int rc = zvfs_bdev_get_channel(bdev, &ch);
 
@@ -1005,13 +1005,13 @@ int zvfs_bdev_discard_sync(struct zvfs_bdev *bdev, uint64_t offset, uint64_t len
  * registers with every ring.  A simple first-fit allocator over 4 KiB units
  * serves it; allocations that do not fit fall back to aligned_alloc().
  */
-#define ARENA_UNIT 4096u
+#define ARENA_UNIT    4096u
 #define ARENA_DEFAULT (32u << 20)
 
 struct arena {
 	pthread_mutex_t lock;
 	size_t units;
-	uint8_t *used;   /* per unit: 0 free, 1 start of allocation, 2 continuation */
+	uint8_t *used; /* per unit: 0 free, 1 start of allocation, 2 continuation */
 	size_t hint;
 };
 
@@ -1022,8 +1022,7 @@ static void arena_init(struct zvfs_bdev *bdev)
 
 	if (!a)
 		return;
-	mem = mmap(NULL, ARENA_DEFAULT, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-		   0);
+	mem = mmap(NULL, ARENA_DEFAULT, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (mem == MAP_FAILED) {
 		free(a);
 		return;

@@ -93,7 +93,7 @@ struct aio_chan {
 	int fd;
 	unsigned depth;	   /* context size: most iocbs in the kernel at once */
 	unsigned inflight; /* iocbs the kernel accepted and we have not reaped */
-	unsigned npend;    /* requests on the pending list */
+	unsigned npend;	   /* requests on the pending list */
 	struct zvfs_bdev_io *pend_head, *pend_tail; /* prepared, not yet io_submit()ted */
 	struct iocb **batch;			    /* depth slots: the argument of io_submit() */
 	struct io_event *events;		    /* depth slots: what io_getevents() fills */

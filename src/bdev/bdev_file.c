@@ -66,8 +66,8 @@ static void file_dio_align(int fd, uint32_t *off_align, uint32_t *mem_align)
 }
 
 /* Make a regular file at least size bytes long, preallocating where possible. */
-static int file_extend(struct zvfs_bdev_file *file, const char *path, uint64_t cur,
-		       uint64_t size, char *errbuf, size_t errlen)
+static int file_extend(struct zvfs_bdev_file *file, const char *path, uint64_t cur, uint64_t size,
+		       char *errbuf, size_t errlen)
 {
 	int rc;
 
@@ -95,10 +95,11 @@ static int open_errno(int err, const struct zvfs_bdev_spec *spec, char *errbuf, 
 	switch (err) {
 	case EINVAL:
 		if (!spec->buffered) {
-			zvfs_bdev_errf(errbuf, errlen,
-				       "%s: the file system refuses O_DIRECT (add ',buffered' to the "
-				       "spec to use the page cache instead)",
-				       path);
+			zvfs_bdev_errf(
+				errbuf, errlen,
+				"%s: the file system refuses O_DIRECT (add ',buffered' to the "
+				"spec to use the page cache instead)",
+				path);
 			return -EOPNOTSUPP;
 		}
 		break;
@@ -108,7 +109,8 @@ static int open_errno(int err, const struct zvfs_bdev_spec *spec, char *errbuf, 
 		return -EACCES;
 	case EBUSY:
 		zvfs_bdev_errf(errbuf, errlen,
-			       "%s: device is busy (mounted or opened exclusively elsewhere)", path);
+			       "%s: device is busy (mounted or opened exclusively elsewhere)",
+			       path);
 		return -EBUSY;
 	case EROFS:
 		zvfs_bdev_errf(errbuf, errlen, "%s: read-only file system (use ',ro')", path);
@@ -153,8 +155,8 @@ int zvfs_bdev_file_open(struct zvfs_bdev *bdev, const struct zvfs_bdev_spec *spe
 		return -ENODEV;
 	} else if (S_ISBLK(st.st_mode)) {
 		if (spec->buffered) {
-			zvfs_bdev_errf(errbuf, errlen,
-				       "%s: 'buffered' is for regular files only", path);
+			zvfs_bdev_errf(errbuf, errlen, "%s: 'buffered' is for regular files only",
+				       path);
 			return -EINVAL;
 		}
 		/* Exclusive: refuses a device that is mounted or in use. */
@@ -201,10 +203,9 @@ int zvfs_bdev_file_open(struct zvfs_bdev *bdev, const struct zvfs_bdev_spec *spe
 		geo->discard_zeroes = file->punch_ok;
 		geo->write_zeroes_native = file->punch_ok;
 		if (spec->size && spec->size > dev_size) {
-			zvfs_bdev_errf(errbuf, errlen,
-				       "%s: device has %llu bytes, spec asks for %llu", path,
-				       (unsigned long long)dev_size,
-				       (unsigned long long)spec->size);
+			zvfs_bdev_errf(
+				errbuf, errlen, "%s: device has %llu bytes, spec asks for %llu",
+				path, (unsigned long long)dev_size, (unsigned long long)spec->size);
 			rc = -ENOSPC;
 			goto err_close_fd;
 		}
@@ -212,8 +213,8 @@ int zvfs_bdev_file_open(struct zvfs_bdev *bdev, const struct zvfs_bdev_spec *spe
 		dev_size = (uint64_t)st.st_size;
 		if (!spec->buffered)
 			file_dio_align(file->fd, &off_align, &mem_align);
-		geo->block_size = spec->block_size ? spec->block_size
-			: (off_align > 4096 ? off_align : 4096);
+		geo->block_size =
+			spec->block_size ? spec->block_size : (off_align > 4096 ? off_align : 4096);
 		geo->phys_block_size = (uint32_t)st.st_blksize;
 		geo->volatile_cache = true;
 		file->punch_ok = true;
@@ -301,7 +302,7 @@ int zvfs_bdev_file_write_zeroes(struct zvfs_bdev_file *file, uint64_t offset, ui
 
 int zvfs_bdev_file_discard(struct zvfs_bdev_file *file, uint64_t offset, uint64_t len)
 {
-	uint64_t range[2] = { offset, len };
+	uint64_t range[2] = {offset, len};
 
 	if (file->punch_ok) {
 		if (fallocate(file->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset,

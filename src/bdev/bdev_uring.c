@@ -32,14 +32,14 @@ struct uring_dev {
 
 struct uring_ch {
 	struct io_uring ring;
-	unsigned inflight;                 /* SQEs prepared and not yet reaped */
-	unsigned cap;                      /* most SQEs in flight at once */
+	unsigned inflight;		   /* SQEs prepared and not yet reaped */
+	unsigned cap;			   /* most SQEs in flight at once */
 	struct zvfs_bdev_io *pending_head; /* waiting for room in the ring */
 	struct zvfs_bdev_io *pending_tail;
-	bool fixed_file;                   /* the fd is registered as index 0 */
-	bool fixed_buf;                    /* the arena is registered as buffer 0 */
-	bool sync_discard;                 /* block device without PUNCH_HOLE */
-	struct zvfs_bdev_io *solo;         /* a lone request not yet in the ring */
+	bool fixed_file;	   /* the fd is registered as index 0 */
+	bool fixed_buf;		   /* the arena is registered as buffer 0 */
+	bool sync_discard;	   /* block device without PUNCH_HOLE */
+	struct zvfs_bdev_io *solo; /* a lone request not yet in the ring */
 };
 
 /* CQEs reaped per pass. */
@@ -111,14 +111,13 @@ static int uring_channel_create(struct zvfs_bdev_channel *ch)
 	if (io_uring_register_files(&u->ring, &d->file.fd, 1) == 0)
 		u->fixed_file = true;
 	if (bdev->arena) {
-		struct iovec iov = { .iov_base = bdev->arena, .iov_len = bdev->arena_size };
+		struct iovec iov = {.iov_base = bdev->arena, .iov_len = bdev->arena_size};
 
 		/* Pins the arena once instead of on every request. */
 		if (io_uring_register_buffers(&u->ring, &iov, 1) == 0)
 			u->fixed_buf = true;
 		else
-			ZVFS_DEBUG("%s: buffer registration refused; using plain I/O",
-				   bdev->name);
+			ZVFS_DEBUG("%s: buffer registration refused; using plain I/O", bdev->name);
 	}
 	u->sync_discard = d->file.is_blockdev && !d->file.punch_ok;
 	ch->drv = u;
@@ -171,8 +170,8 @@ static void prep(struct uring_ch *u, struct zvfs_bdev *bdev, struct zvfs_bdev_io
 							 0);
 			else
 				io_uring_prep_write_fixed(sqe, fd, io->iov[0].iov_base,
-							  (unsigned)io->iov[0].iov_len,
-							  io->offset, 0);
+							  (unsigned)io->iov[0].iov_len, io->offset,
+							  0);
 		} else if (io->iovcnt == 1) {
 			if (rd)
 				io_uring_prep_read(sqe, fd, io->iov[0].iov_base,
@@ -312,8 +311,8 @@ static int uring_reap(struct zvfs_bdev_channel *ch)
 			struct zvfs_bdev_io *io = done[i].io;
 			int res = done[i].res;
 
-			if (res >= 0 && (io->type == ZVFS_BDEV_IO_READ ||
-					 io->type == ZVFS_BDEV_IO_WRITE)) {
+			if (res >= 0 &&
+			    (io->type == ZVFS_BDEV_IO_READ || io->type == ZVFS_BDEV_IO_WRITE)) {
 				if ((uint64_t)res == io->len) {
 					res = 0;
 				} else if (res == 0) {

@@ -13,7 +13,7 @@
 static atomic_int g_level = -1;
 static atomic_int g_fd = -1;
 
-static const char *const level_names[] = { "error", "warn", "info", "debug" };
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 static void log_init(void)
 {

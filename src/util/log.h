@@ -19,7 +19,8 @@ enum zvfs_log_level {
 	ZVFS_LOG_DEBUG = 3,
 };
 
-void zvfs_log(enum zvfs_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void zvfs_log(enum zvfs_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 void zvfs_vlog(enum zvfs_log_level level, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
 
@@ -27,9 +28,9 @@ void zvfs_vlog(enum zvfs_log_level level, const char *fmt, va_list ap)
 enum zvfs_log_level zvfs_log_get_level(void);
 void zvfs_log_set_level(enum zvfs_log_level level);
 
-#define ZVFS_ERR(...)   zvfs_log(ZVFS_LOG_ERROR, __VA_ARGS__)
-#define ZVFS_WARN(...)  zvfs_log(ZVFS_LOG_WARN, __VA_ARGS__)
-#define ZVFS_INFO(...)  zvfs_log(ZVFS_LOG_INFO, __VA_ARGS__)
+#define ZVFS_ERR(...)	zvfs_log(ZVFS_LOG_ERROR, __VA_ARGS__)
+#define ZVFS_WARN(...)	zvfs_log(ZVFS_LOG_WARN, __VA_ARGS__)
+#define ZVFS_INFO(...)	zvfs_log(ZVFS_LOG_INFO, __VA_ARGS__)
 #define ZVFS_DEBUG(...) zvfs_log(ZVFS_LOG_DEBUG, __VA_ARGS__)
 
 #endif /* ZVFS_UTIL_LOG_H */
