@@ -934,8 +934,8 @@ static int sync_finish(struct zvfs_bdev_channel *ch, int rc, struct sync_wait *w
 	return w->status;
 }
 
-int zvfs_bdev_readv_sync(struct zvfs_bdev *bdev, const struct iovec *iov, int iovcnt,
-			 uint64_t offset)
+static int rw_sync(struct zvfs_bdev *bdev, uint8_t type, const struct iovec *iov, int iovcnt,
+		   uint64_t offset)
 {
 	struct sync_wait w = {0};
 	struct zvfs_bdev_channel *ch;
@@ -943,19 +943,19 @@ int zvfs_bdev_readv_sync(struct zvfs_bdev *bdev, const struct iovec *iov, int io
 
 	if (rc)
 		return rc;
-	return sync_finish(ch, zvfs_bdev_readv(ch, iov, iovcnt, offset, sync_done, &w), &w);
+	return sync_finish(ch, rw_submit(ch, type, iov, iovcnt, offset, sync_done, &w), &w);
+}
+
+int zvfs_bdev_readv_sync(struct zvfs_bdev *bdev, const struct iovec *iov, int iovcnt,
+			 uint64_t offset)
+{
+	return rw_sync(bdev, ZVFS_BDEV_IO_READ, iov, iovcnt, offset);
 }
 
 int zvfs_bdev_writev_sync(struct zvfs_bdev *bdev, const struct iovec *iov, int iovcnt,
 			  uint64_t offset)
 {
-	struct sync_wait w = {0};
-	struct zvfs_bdev_channel *ch;
-	int rc = zvfs_bdev_get_channel(bdev, &ch);
-
-	if (rc)
-		return rc;
-	return sync_finish(ch, zvfs_bdev_writev(ch, iov, iovcnt, offset, sync_done, &w), &w);
+	return rw_sync(bdev, ZVFS_BDEV_IO_WRITE, iov, iovcnt, offset);
 }
 
 int zvfs_bdev_read_sync(struct zvfs_bdev *bdev, void *buf, uint64_t len, uint64_t offset)

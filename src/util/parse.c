@@ -5,8 +5,10 @@
 #include <errno.h>
 #include <strings.h>
 
-int zvfs_parse_u64(const char *s, uint64_t *out)
+/* Leading decimal digits of *sp into *out; *sp is left after them. */
+static int parse_digits(const char **sp, uint64_t *out)
 {
+	const char *s = *sp;
 	uint64_t v = 0;
 
 	if (!s || !isdigit((unsigned char)*s))
@@ -18,6 +20,18 @@ int zvfs_parse_u64(const char *s, uint64_t *out)
 			return -ERANGE;
 		v = v * 10 + d;
 	}
+	*sp = s;
+	*out = v;
+	return 0;
+}
+
+int zvfs_parse_u64(const char *s, uint64_t *out)
+{
+	uint64_t v;
+	int rc = parse_digits(&s, &v);
+
+	if (rc)
+		return rc;
 	if (*s)
 		return -EINVAL;
 	*out = v;
@@ -26,18 +40,12 @@ int zvfs_parse_u64(const char *s, uint64_t *out)
 
 int zvfs_parse_size(const char *s, uint64_t *out)
 {
-	uint64_t v = 0;
 	unsigned shift = 0;
+	uint64_t v;
+	int rc = parse_digits(&s, &v);
 
-	if (!s || !isdigit((unsigned char)*s))
-		return -EINVAL;
-	for (; isdigit((unsigned char)*s); s++) {
-		unsigned d = (unsigned)(*s - '0');
-
-		if (v > (UINT64_MAX - d) / 10)
-			return -ERANGE;
-		v = v * 10 + d;
-	}
+	if (rc)
+		return rc;
 	switch (toupper((unsigned char)*s)) {
 	case 'K':
 		shift = 10;
