@@ -2,7 +2,7 @@
 /*
  * SPDK Blobstore on-disk format, version 3 with the extent-table encoding: the structures and
  * a pure codec for them (no device I/O, no blob lifecycle).  The authority is
- * /work/shared/spec/FORMAT.md; section numbers below ("§5") refer to it.
+ * ../shared/spec/FORMAT.md (beside the repository); section numbers below ("§5") refer to it.
  *
  * Byte order: SPDK stores every field in host order; every SPDK target is little-endian, so the
  * format is little-endian in practice and has no endianness marker.  This header refuses to
