@@ -6,7 +6,7 @@
  *
  * Map of this file:
  *   1. options              parse_args(), usage()
- *   2. latency histogram    log-linear buckets, ~0.8% precision
+ *   2. latency histogram    in perfcommon.[ch] (shared with zvfs-blobperf)
  *   3. workers              one thread, one channel, QD requests in flight
  *   4. report               text table or one JSON line
  *   5. main
@@ -29,7 +29,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -42,7 +41,7 @@
 #include <unistd.h>
 
 #include "zvfs/bdev.h"
-#include "util/parse.h"
+#include "perfcommon.h"
 #include "zvfs_version.h"
 
 #define PROG "zvfs-bdevperf"
@@ -116,41 +115,6 @@ static void usage(FILE *f)
 		"Exit status: 0 success, 1 I/O or device error, 2 usage error.\n");
 }
 
-static int parse_uint(const char *name, const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
-{
-	if (zvfs_parse_u64(s, out) || *out < lo || *out > hi) {
-		fprintf(stderr,
-			PROG ": %s: expected an integer in [%" PRIu64 ", %" PRIu64 "]: %s\n", name,
-			lo, hi, s);
-		return -1;
-	}
-	return 0;
-}
-
-static int parse_seconds(const char *name, const char *s, bool zero_ok, double *out)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || !isfinite(v) || v < 0 || (!zero_ok && v == 0) || v > 1e6) {
-		fprintf(stderr, PROG ": %s: expected a number of seconds: %s\n", name, s);
-		return -1;
-	}
-	*out = v;
-	return 0;
-}
-
-static int parse_bytes(const char *name, const char *s, uint64_t *out)
-{
-	if (zvfs_parse_size(s, out)) {
-		fprintf(stderr, PROG ": %s: expected a size (K/M/G/T suffixes): %s\n", name, s);
-		return -1;
-	}
-	return 0;
-}
-
 enum {
 	OPT_RAMP = 0x100,
 	OPT_OFFSET,
@@ -215,12 +179,12 @@ static int parse_args(int argc, char **argv, struct config *c)
 			break;
 		}
 		case 'M':
-			if (parse_uint("--rwmixread", optarg, 0, 100, &v))
+			if (perf_parse_uint(PROG, "--rwmixread", optarg, 0, 100, &v))
 				return 2;
 			c->rwmixread = (unsigned)v;
 			break;
 		case 'b':
-			if (parse_bytes("--block-size", optarg, &c->bs))
+			if (perf_parse_bytes(PROG, "--block-size", optarg, &c->bs))
 				return 2;
 			if (c->bs == 0 || c->bs > (1u << 30)) {
 				fprintf(stderr, PROG ": --block-size: out of range: %s\n", optarg);
@@ -228,29 +192,29 @@ static int parse_args(int argc, char **argv, struct config *c)
 			}
 			break;
 		case 'q':
-			if (parse_uint("--queue-depth", optarg, 1, 65536, &v))
+			if (perf_parse_uint(PROG, "--queue-depth", optarg, 1, 65536, &v))
 				return 2;
 			c->qd = (unsigned)v;
 			break;
 		case 'j':
-			if (parse_uint("--threads", optarg, 1, 1024, &v))
+			if (perf_parse_uint(PROG, "--threads", optarg, 1, 1024, &v))
 				return 2;
 			c->threads = (unsigned)v;
 			break;
 		case 't':
-			if (parse_seconds("--time", optarg, false, &c->time_s))
+			if (perf_parse_seconds(PROG, "--time", optarg, false, &c->time_s))
 				return 2;
 			break;
 		case OPT_RAMP:
-			if (parse_seconds("--ramp", optarg, true, &c->ramp_s))
+			if (perf_parse_seconds(PROG, "--ramp", optarg, true, &c->ramp_s))
 				return 2;
 			break;
 		case OPT_OFFSET:
-			if (parse_bytes("--offset", optarg, &c->offset))
+			if (perf_parse_bytes(PROG, "--offset", optarg, &c->offset))
 				return 2;
 			break;
 		case OPT_SPAN:
-			if (parse_bytes("--span", optarg, &c->span))
+			if (perf_parse_bytes(PROG, "--span", optarg, &c->span))
 				return 2;
 			if (!c->span) {
 				fprintf(stderr, PROG ": --span: must not be 0\n");
@@ -258,7 +222,7 @@ static int parse_args(int argc, char **argv, struct config *c)
 			}
 			break;
 		case OPT_SEED:
-			if (parse_uint("--seed", optarg, 0, UINT64_MAX, &c->seed))
+			if (perf_parse_uint(PROG, "--seed", optarg, 0, UINT64_MAX, &c->seed))
 				return 2;
 			c->seed_set = true;
 			break;
@@ -293,106 +257,7 @@ static int parse_args(int argc, char **argv, struct config *c)
 
 /* ---- 2. latency histogram ---------------------------------------------- */
 
-/*
- * Log-linear buckets over nanoseconds, HDR-histogram style: values below
- * 2^SUB_BITS get one bucket each; above, every power of two is split into
- * 2^SUB_BITS equal buckets, so a bucket is at most 1/128 (0.8%) of its
- * values wide.  Values from 2^MAX_EXP ns (about 18 minutes) up share the
- * last bucket.
- */
-#define SUB_BITS     7
-#define SUB_COUNT    (1u << SUB_BITS)
-#define MAX_EXP	     40
-#define HIST_BUCKETS ((MAX_EXP - SUB_BITS + 1) * SUB_COUNT)
-
-struct hist {
-	uint64_t count;
-	uint64_t sum; /* ns */
-	uint64_t min;
-	uint64_t max;
-	uint64_t b[HIST_BUCKETS];
-};
-
-static inline unsigned hist_index(uint64_t v)
-{
-	unsigned msb;
-
-	if (v < SUB_COUNT)
-		return (unsigned)v;
-	msb = 63u - (unsigned)__builtin_clzll(v);
-	if (msb >= MAX_EXP)
-		return HIST_BUCKETS - 1;
-	return (msb - SUB_BITS + 1) * SUB_COUNT +
-	       (unsigned)((v >> (msb - SUB_BITS)) & (SUB_COUNT - 1));
-}
-
-/* The middle of bucket i, in ns. */
-static double hist_value(unsigned i)
-{
-	unsigned e, sub;
-	uint64_t width;
-
-	if (i < SUB_COUNT)
-		return i;
-	e = i / SUB_COUNT - 1; /* msb - SUB_BITS */
-	sub = i % SUB_COUNT;
-	width = 1ull << e;
-	return (double)((SUB_COUNT + sub) * width) + (double)(width - 1) / 2;
-}
-
-static inline void hist_add(struct hist *h, uint64_t v)
-{
-	h->count++;
-	h->sum += v;
-	if (v < h->min)
-		h->min = v;
-	if (v > h->max)
-		h->max = v;
-	h->b[hist_index(v)]++;
-}
-
-static void hist_init(struct hist *h)
-{
-	memset(h, 0, sizeof(*h));
-	h->min = UINT64_MAX;
-}
-
-static void hist_merge(struct hist *dst, const struct hist *src)
-{
-	dst->count += src->count;
-	dst->sum += src->sum;
-	if (src->min < dst->min)
-		dst->min = src->min;
-	if (src->max > dst->max)
-		dst->max = src->max;
-	for (unsigned i = 0; i < HIST_BUCKETS; i++)
-		dst->b[i] += src->b[i];
-}
-
-/* The p-th percentile (0 < p <= 100) in ns, clamped to the observed range. */
-static double hist_percentile(const struct hist *h, double p)
-{
-	uint64_t rank, seen = 0;
-	double v = 0;
-
-	if (!h->count)
-		return 0;
-	rank = (uint64_t)ceil(p / 100.0 * (double)h->count);
-	if (rank < 1)
-		rank = 1;
-	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
-		seen += h->b[i];
-		if (seen >= rank) {
-			v = hist_value(i);
-			break;
-		}
-	}
-	if (v < (double)h->min)
-		v = (double)h->min;
-	if (v > (double)h->max)
-		v = (double)h->max;
-	return v;
-}
+/* perfcommon.h: struct perf_hist and its helpers. */
 
 /* ---- 3. workers ---------------------------------------------------------- */
 
@@ -423,7 +288,7 @@ struct worker {
 	bool in_poll; /* submit_each: a callback of ours is polling */
 	bool stopping;
 	int error;
-	struct hist *hist[2]; /* [0] reads, [1] writes */
+	struct perf_hist *hist[2]; /* [0] reads, [1] writes */
 
 	struct zvfs_bdev *bdev;
 	struct req *reqs;
@@ -440,38 +305,6 @@ static unsigned g_ready;
 static bool g_go;
 static uint64_t g_t0; /* ns; written by main before g_go */
 
-static inline uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* wyrand: one multiply per draw, passes BigCrush; plenty for offsets. */
-static inline uint64_t rng_next(uint64_t *s)
-{
-	__uint128_t m;
-
-	*s += 0xa0761d6478bd642full;
-	m = (__uint128_t)*s * (*s ^ 0xe7037ed1a0b428dbull);
-	return (uint64_t)(m >> 64) ^ (uint64_t)m;
-}
-
-/* Uniform in [0, n) without division (Lemire); the bias is below 2^-40 here. */
-static inline uint64_t rng_below(uint64_t *s, uint64_t n)
-{
-	return (uint64_t)(((__uint128_t)rng_next(s) * n) >> 64);
-}
-
-static uint64_t splitmix64(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ull;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
-
 static void req_done(void *arg, int status);
 
 /* Start the next request in r's slot; returns 0 or a negative errno. */
@@ -481,7 +314,7 @@ static inline int req_issue(struct worker *w, struct req *r, uint64_t now)
 	uint64_t blk;
 
 	if (w->random) {
-		blk = rng_below(&w->rng, w->area_blocks);
+		blk = perf_rng_below(&w->rng, w->area_blocks);
 	} else {
 		blk = w->seq_next++;
 		if (w->seq_next == w->area_blocks)
@@ -492,7 +325,7 @@ static inline int req_issue(struct worker *w, struct req *r, uint64_t now)
 	else if (w->read_thresh >= 100)
 		r->write = false;
 	else
-		r->write = rng_below(&w->rng, 100) >= w->read_thresh;
+		r->write = perf_rng_below(&w->rng, 100) >= w->read_thresh;
 	r->t_submit = now;
 	r->offset = w->area_start + blk * bs;
 	if (r->write)
@@ -516,7 +349,7 @@ static void worker_fail(struct worker *w, const struct req *r, const char *what,
 	}
 	if (!w->stopping) {
 		w->stopping = true;
-		w->t_stop = now_ns();
+		w->t_stop = perf_now_ns();
 	}
 	atomic_store_explicit(&g_stop, true, memory_order_relaxed);
 }
@@ -525,7 +358,7 @@ static void req_done(void *arg, int status)
 {
 	struct req *r = arg;
 	struct worker *w = r->w;
-	uint64_t now = now_ns();
+	uint64_t now = perf_now_ns();
 	int rc;
 
 	if (__builtin_expect(status != 0, 0)) {
@@ -533,7 +366,7 @@ static void req_done(void *arg, int status)
 		return;
 	}
 	if (now >= w->t_measure && now < w->t_end)
-		hist_add(w->hist[r->write], now - r->t_submit);
+		perf_hist_add(w->hist[r->write], now - r->t_submit);
 	if (w->stopping)
 		return;
 	if (__builtin_expect(now >= w->t_end || atomic_load_explicit(&g_stop, memory_order_relaxed),
@@ -588,7 +421,7 @@ static void *worker_main(void *arg)
 		/* Non-zero, incompressible write data (fio does the same). */
 		p = r->buf;
 		for (uint64_t k = 0; k < c->bs / sizeof(*p); k++)
-			p[k] = rng_next(&w->rng);
+			p[k] = perf_rng_next(&w->rng);
 	}
 out_sync:
 	if (fail) {
@@ -608,7 +441,7 @@ out_sync:
 	w->t_end = w->t_measure + (uint64_t)(c->time_s * 1e9);
 
 	for (i = 0; i < c->qd && !w->stopping; i++) {
-		rc = req_issue(w, &w->reqs[i], now_ns());
+		rc = req_issue(w, &w->reqs[i], perf_now_ns());
 		if (rc)
 			worker_fail(w, NULL, "submit", rc);
 	}
@@ -621,7 +454,7 @@ out_sync:
 		}
 	}
 	if (!w->t_stop)
-		w->t_stop = now_ns();
+		w->t_stop = perf_now_ns();
 out_free:
 	for (i = 0; i < c->qd; i++)
 		zvfs_bdev_buf_free(w->bdev, w->reqs[i].buf);
@@ -630,53 +463,10 @@ out_free:
 
 /* ---- 4. report ------------------------------------------------------------ */
 
-struct result {
-	const char *name;
-	const struct hist *h;
-	double iops;
-	double mibps;
-};
-
-static void json_string(const char *s)
+static void report(const struct config *c, struct zvfs_bdev *bdev, const struct perf_hist *all,
+		   const struct perf_hist *rd, const struct perf_hist *wr, double secs)
 {
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\')
-			printf("\\%c", ch);
-		else if (ch < 0x20)
-			printf("\\u%04x", ch);
-		else
-			putchar(ch);
-	}
-	putchar('"');
-}
-
-static void json_result(const struct result *r)
-{
-	const struct hist *h = r->h;
-
-	printf("\"ios\":%" PRIu64 ",\"iops\":%.1f,\"mibps\":%.2f,\"lat_us\":{\"mean\":%.2f,"
-	       "\"min\":%.2f,\"p50\":%.2f,\"p99\":%.2f,\"p99.9\":%.2f,\"max\":%.2f}",
-	       h->count, r->iops, r->mibps, h->count ? (double)h->sum / (double)h->count / 1e3 : 0,
-	       h->count ? (double)h->min / 1e3 : 0, hist_percentile(h, 50) / 1e3,
-	       hist_percentile(h, 99) / 1e3, hist_percentile(h, 99.9) / 1e3, (double)h->max / 1e3);
-}
-
-static void text_result(const struct result *r)
-{
-	const struct hist *h = r->h;
-
-	printf("%-6s %12.1f %9.2f %10.2f %10.2f %10.2f %10.2f %10.2f\n", r->name, r->iops, r->mibps,
-	       h->count ? (double)h->sum / (double)h->count / 1e3 : 0, hist_percentile(h, 50) / 1e3,
-	       hist_percentile(h, 99) / 1e3, hist_percentile(h, 99.9) / 1e3, (double)h->max / 1e3);
-}
-
-static void report(const struct config *c, struct zvfs_bdev *bdev, const struct hist *all,
-		   const struct hist *rd, const struct hist *wr, double secs)
-{
-	struct result res[3] = {
+	struct perf_result res[3] = {
 		{"total", all, 0, 0},
 		{"read", rd, 0, 0},
 		{"write", wr, 0, 0},
@@ -689,7 +479,7 @@ static void report(const struct config *c, struct zvfs_bdev *bdev, const struct 
 	}
 	if (c->json) {
 		printf("{\"tool\":\"" PROG "\",\"version\":\"" ZVFS_VERSION "\",\"device\":");
-		json_string(c->spec);
+		perf_json_string(c->spec);
 		printf(",\"driver\":\"%s\",\"workload\":\"%s\",\"rwmixread\":%u,\"bs\":%" PRIu64
 		       ",\"qd\":%u,\"threads\":%u,\"time_s\":%.3f,\"ramp_s\":%.3f,\"offset\":"
 		       "%" PRIu64 ",\"span\":%" PRIu64 ",\"seed\":%" PRIu64 ",",
@@ -698,11 +488,11 @@ static void report(const struct config *c, struct zvfs_bdev *bdev, const struct 
 		       : (c->wl == WL_RANDREAD || c->wl == WL_READ) ? 100
 								    : 0,
 		       c->bs, c->qd, c->threads, secs, c->ramp_s, c->offset, c->span, c->seed);
-		json_result(&res[0]);
+		perf_json_result(&res[0]);
 		printf(",\"read\":{");
-		json_result(&res[1]);
+		perf_json_result(&res[1]);
 		printf("},\"write\":{");
-		json_result(&res[2]);
+		perf_json_result(&res[2]);
 		printf("}}\n");
 		return;
 	}
@@ -716,12 +506,11 @@ static void report(const struct config *c, struct zvfs_bdev *bdev, const struct 
 	       ", qd %u, threads %u, %.1f s measured after %.1f s ramp, area %" PRIu64 "+%" PRIu64
 	       ", seed %" PRIu64 "\n",
 	       c->bs, c->qd, c->threads, secs, c->ramp_s, c->offset, c->span, c->seed);
-	printf("%-6s %12s %9s %10s %10s %10s %10s %10s\n", "", "IOPS", "MiB/s", "mean us", "p50 us",
-	       "p99 us", "p99.9 us", "max us");
-	text_result(&res[0]);
+	perf_text_header();
+	perf_text_result(&res[0]);
 	if (mixed) {
-		text_result(&res[1]);
-		text_result(&res[2]);
+		perf_text_result(&res[1]);
+		perf_text_result(&res[2]);
 	}
 }
 
@@ -790,7 +579,7 @@ static void worker_setup(struct worker *w, const struct config *c, struct zvfs_b
 	w->cfg = c;
 	w->bdev = bdev;
 	w->idx = idx;
-	w->rng = splitmix64(c->seed + idx);
+	w->rng = perf_splitmix64(c->seed + idx);
 	w->submit_each = c->submit_each;
 	w->random = c->wl == WL_RANDREAD || c->wl == WL_RANDWRITE || c->wl == WL_RANDRW;
 	if (w->random) {
@@ -820,7 +609,7 @@ static void worker_setup(struct worker *w, const struct config *c, struct zvfs_b
 
 int main(int argc, char **argv)
 {
-	struct hist *all = NULL, *rd = NULL, *wr = NULL;
+	struct perf_hist *all = NULL, *rd = NULL, *wr = NULL;
 	struct worker *workers = NULL;
 	struct zvfs_bdev *bdev = NULL;
 	struct sigaction sa;
@@ -835,7 +624,7 @@ int main(int argc, char **argv)
 	if (rc)
 		return rc == 1 ? 0 : 2;
 	if (!c.seed_set)
-		c.seed = splitmix64(now_ns() ^ ((uint64_t)getpid() << 32));
+		c.seed = perf_splitmix64(perf_now_ns() ^ ((uint64_t)getpid() << 32));
 
 	rc = zvfs_bdev_open(c.spec, &bdev, errbuf, sizeof(errbuf));
 	if (rc) {
@@ -862,12 +651,12 @@ int main(int argc, char **argv)
 
 		worker_setup(w, &c, bdev, i);
 		w->reqs = calloc(c.qd, sizeof(*w->reqs));
-		w->hist[0] = malloc(sizeof(struct hist));
-		w->hist[1] = malloc(sizeof(struct hist));
+		w->hist[0] = malloc(sizeof(struct perf_hist));
+		w->hist[1] = malloc(sizeof(struct perf_hist));
 		if (!w->reqs || !w->hist[0] || !w->hist[1])
 			goto err_nomem;
-		hist_init(w->hist[0]);
-		hist_init(w->hist[1]);
+		perf_hist_init(w->hist[0]);
+		perf_hist_init(w->hist[1]);
 	}
 
 	memset(&sa, 0, sizeof(sa));
@@ -889,29 +678,29 @@ int main(int argc, char **argv)
 	pthread_mutex_lock(&g_start_lock);
 	while (g_ready < started)
 		pthread_cond_wait(&g_start_cond, &g_start_lock);
-	g_t0 = now_ns();
+	g_t0 = perf_now_ns();
 	g_go = true;
 	pthread_cond_broadcast(&g_start_cond);
 	pthread_mutex_unlock(&g_start_lock);
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(workers[i].tid, NULL);
 
-	hist_init(all);
-	hist_init(rd);
-	hist_init(wr);
+	perf_hist_init(all);
+	perf_hist_init(rd);
+	perf_hist_init(wr);
 	status = 0;
 	for (unsigned i = 0; i < c.threads; i++) {
 		struct worker *w = &workers[i];
 
 		if (w->error)
 			status = 1;
-		hist_merge(rd, w->hist[0]);
-		hist_merge(wr, w->hist[1]);
+		perf_hist_merge(rd, w->hist[0]);
+		perf_hist_merge(wr, w->hist[1]);
 		if (w->t_stop > t_stop)
 			t_stop = w->t_stop;
 	}
-	hist_merge(all, rd);
-	hist_merge(all, wr);
+	perf_hist_merge(all, rd);
+	perf_hist_merge(all, wr);
 	if (status)
 		goto out_free;
 	/* Measured window: from the end of the ramp to the end (or an early stop). */

@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * perfcommon.c - the shared parts of zvfs-bdevperf and zvfs-blobperf
+ * (perfcommon.h): option parsing, histogram queries, report rows.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "perfcommon.h"
+#include "util/parse.h"
+
+int perf_parse_uint(const char *prog, const char *name, const char *s, uint64_t lo, uint64_t hi,
+		    uint64_t *out)
+{
+	if (zvfs_parse_u64(s, out) || *out < lo || *out > hi) {
+		fprintf(stderr, "%s: %s: expected an integer in [%" PRIu64 ", %" PRIu64 "]: %s\n",
+			prog, name, lo, hi, s);
+		return -1;
+	}
+	return 0;
+}
+
+int perf_parse_seconds(const char *prog, const char *name, const char *s, bool zero_ok, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !isfinite(v) || v < 0 || (!zero_ok && v == 0) || v > 1e6) {
+		fprintf(stderr, "%s: %s: expected a number of seconds: %s\n", prog, name, s);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int perf_parse_bytes(const char *prog, const char *name, const char *s, uint64_t *out)
+{
+	if (zvfs_parse_size(s, out)) {
+		fprintf(stderr, "%s: %s: expected a size (K/M/G/T suffixes): %s\n", prog, name, s);
+		return -1;
+	}
+	return 0;
+}
+
+/* The middle of bucket i, in ns. */
+static double hist_value(unsigned i)
+{
+	unsigned e, sub;
+	uint64_t width;
+
+	if (i < PERF_SUB_COUNT)
+		return i;
+	e = i / PERF_SUB_COUNT - 1; /* msb - PERF_SUB_BITS */
+	sub = i % PERF_SUB_COUNT;
+	width = 1ull << e;
+	return (double)((PERF_SUB_COUNT + sub) * width) + (double)(width - 1) / 2;
+}
+
+void perf_hist_init(struct perf_hist *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->min = UINT64_MAX;
+}
+
+void perf_hist_merge(struct perf_hist *dst, const struct perf_hist *src)
+{
+	dst->count += src->count;
+	dst->sum += src->sum;
+	if (src->min < dst->min)
+		dst->min = src->min;
+	if (src->max > dst->max)
+		dst->max = src->max;
+	for (unsigned i = 0; i < PERF_HIST_BUCKETS; i++)
+		dst->b[i] += src->b[i];
+}
+
+double perf_hist_percentile(const struct perf_hist *h, double p)
+{
+	uint64_t rank, seen = 0;
+	double v = 0;
+
+	if (!h->count)
+		return 0;
+	rank = (uint64_t)ceil(p / 100.0 * (double)h->count);
+	if (rank < 1)
+		rank = 1;
+	for (unsigned i = 0; i < PERF_HIST_BUCKETS; i++) {
+		seen += h->b[i];
+		if (seen >= rank) {
+			v = hist_value(i);
+			break;
+		}
+	}
+	if (v < (double)h->min)
+		v = (double)h->min;
+	if (v > (double)h->max)
+		v = (double)h->max;
+	return v;
+}
+
+uint64_t perf_splitmix64(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+void perf_json_string(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	putchar('"');
+}
+
+void perf_json_result(const struct perf_result *r)
+{
+	const struct perf_hist *h = r->h;
+
+	printf("\"ios\":%" PRIu64 ",\"iops\":%.1f,\"mibps\":%.2f,\"lat_us\":{\"mean\":%.2f,"
+	       "\"min\":%.2f,\"p50\":%.2f,\"p99\":%.2f,\"p99.9\":%.2f,\"max\":%.2f}",
+	       h->count, r->iops, r->mibps, h->count ? (double)h->sum / (double)h->count / 1e3 : 0,
+	       h->count ? (double)h->min / 1e3 : 0, perf_hist_percentile(h, 50) / 1e3,
+	       perf_hist_percentile(h, 99) / 1e3, perf_hist_percentile(h, 99.9) / 1e3,
+	       (double)h->max / 1e3);
+}
+
+void perf_text_header(void)
+{
+	printf("%-6s %12s %9s %10s %10s %10s %10s %10s\n", "", "IOPS", "MiB/s", "mean us", "p50 us",
+	       "p99 us", "p99.9 us", "max us");
+}
+
+void perf_text_result(const struct perf_result *r)
+{
+	const struct perf_hist *h = r->h;
+
+	printf("%-6s %12.1f %9.2f %10.2f %10.2f %10.2f %10.2f %10.2f\n", r->name, r->iops, r->mibps,
+	       h->count ? (double)h->sum / (double)h->count / 1e3 : 0,
+	       perf_hist_percentile(h, 50) / 1e3, perf_hist_percentile(h, 99) / 1e3,
+	       perf_hist_percentile(h, 99.9) / 1e3, (double)h->max / 1e3);
+}

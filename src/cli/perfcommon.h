@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * perfcommon.h - pieces shared by the load generators zvfs-bdevperf and
+ * zvfs-blobperf: option parsing helpers, the latency histogram, the offset
+ * generator, the clock and the report rows (text table and JSON).
+ *
+ * The hot-path helpers (clock, generator, histogram insert) are static inline
+ * so that each tool's completion callback stays one function with no call.
+ */
+#ifndef ZVFS_CLI_PERFCOMMON_H
+#define ZVFS_CLI_PERFCOMMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+/* ---- option parsing (messages are "<prog>: <option>: ...") ---- */
+
+/* An integer in [lo, hi]; 0, or -1 after printing the error. */
+int perf_parse_uint(const char *prog, const char *name, const char *s, uint64_t lo, uint64_t hi,
+		    uint64_t *out);
+/* A number of seconds, 0 allowed only with zero_ok; 0 or -1. */
+int perf_parse_seconds(const char *prog, const char *name, const char *s, bool zero_ok,
+		       double *out);
+/* A size with K/M/G/T suffixes; 0 or -1. */
+int perf_parse_bytes(const char *prog, const char *name, const char *s, uint64_t *out);
+
+/* ---- latency histogram ---- */
+
+/*
+ * Log-linear buckets over nanoseconds, HDR-histogram style: values below
+ * 2^PERF_SUB_BITS get one bucket each; above, every power of two is split
+ * into 2^PERF_SUB_BITS equal buckets, so a bucket is at most 1/128 (0.8%) of
+ * its values wide.  Values from 2^PERF_MAX_EXP ns (about 18 minutes) up share
+ * the last bucket.
+ */
+#define PERF_SUB_BITS	  7
+#define PERF_SUB_COUNT	  (1u << PERF_SUB_BITS)
+#define PERF_MAX_EXP	  40
+#define PERF_HIST_BUCKETS ((PERF_MAX_EXP - PERF_SUB_BITS + 1) * PERF_SUB_COUNT)
+
+struct perf_hist {
+	uint64_t count;
+	uint64_t sum; /* ns */
+	uint64_t min;
+	uint64_t max;
+	uint64_t b[PERF_HIST_BUCKETS];
+};
+
+static inline unsigned perf_hist_index(uint64_t v)
+{
+	unsigned msb;
+
+	if (v < PERF_SUB_COUNT)
+		return (unsigned)v;
+	msb = 63u - (unsigned)__builtin_clzll(v);
+	if (msb >= PERF_MAX_EXP)
+		return PERF_HIST_BUCKETS - 1;
+	return (msb - PERF_SUB_BITS + 1) * PERF_SUB_COUNT +
+	       (unsigned)((v >> (msb - PERF_SUB_BITS)) & (PERF_SUB_COUNT - 1));
+}
+
+static inline void perf_hist_add(struct perf_hist *h, uint64_t v)
+{
+	h->count++;
+	h->sum += v;
+	if (v < h->min)
+		h->min = v;
+	if (v > h->max)
+		h->max = v;
+	h->b[perf_hist_index(v)]++;
+}
+
+void perf_hist_init(struct perf_hist *h);
+void perf_hist_merge(struct perf_hist *dst, const struct perf_hist *src);
+/* The p-th percentile (0 < p <= 100) in ns, clamped to the observed range. */
+double perf_hist_percentile(const struct perf_hist *h, double p);
+
+/* ---- clock and offset generator ---- */
+
+static inline uint64_t perf_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* wyrand: one multiply per draw, passes BigCrush; plenty for offsets. */
+static inline uint64_t perf_rng_next(uint64_t *s)
+{
+	__uint128_t m;
+
+	*s += 0xa0761d6478bd642full;
+	m = (__uint128_t)*s * (*s ^ 0xe7037ed1a0b428dbull);
+	return (uint64_t)(m >> 64) ^ (uint64_t)m;
+}
+
+/* Uniform in [0, n) without division (Lemire); the bias is below 2^-40 here. */
+static inline uint64_t perf_rng_below(uint64_t *s, uint64_t n)
+{
+	return (uint64_t)(((__uint128_t)perf_rng_next(s) * n) >> 64);
+}
+
+uint64_t perf_splitmix64(uint64_t x);
+
+/* ---- report ---- */
+
+struct perf_result {
+	const char *name;
+	const struct perf_hist *h;
+	double iops;
+	double mibps;
+};
+
+/* A JSON string literal with the needed escapes, on stdout. */
+void perf_json_string(const char *s);
+/* "ios":...,"iops":...,"mibps":...,"lat_us":{...} (no braces around it). */
+void perf_json_result(const struct perf_result *r);
+/* The table header line and one row per result (microseconds). */
+void perf_text_header(void);
+void perf_text_result(const struct perf_result *r);
+
+#endif /* ZVFS_CLI_PERFCOMMON_H */
