@@ -48,34 +48,11 @@
 
 /* ---- 1. options ------------------------------------------------------- */
 
-enum workload {
-	WL_RANDREAD,
-	WL_RANDWRITE,
-	WL_READ,
-	WL_WRITE,
-	WL_RANDRW,
-};
-
-static const char *const g_wl_names[] = {
-	[WL_RANDREAD] = "randread", [WL_RANDWRITE] = "randwrite", [WL_READ] = "read",
-	[WL_WRITE] = "write",	    [WL_RANDRW] = "randrw",
-};
-
 struct config {
 	const char *spec;
-	enum workload wl;
-	unsigned rwmixread; /* percent of reads in randrw */
-	uint64_t bs;	    /* bytes */
-	unsigned qd;	    /* per thread */
-	unsigned threads;
-	double time_s;	 /* measured time */
-	double ramp_s;	 /* warm-up before it, excluded */
-	uint64_t offset; /* start of the area, bytes */
-	uint64_t span;	 /* its length, bytes; 0 = to the end */
-	uint64_t seed;
-	bool seed_set;
-	bool json;
-	bool submit_each; /* poll right after every submit: one system call per I/O */
+	struct perf_opts p; /* the common load options */
+	uint64_t offset;    /* start of the area, bytes */
+	bool submit_each;   /* poll right after every submit: one system call per I/O */
 };
 
 static void usage(FILE *f)
@@ -116,11 +93,7 @@ static void usage(FILE *f)
 }
 
 enum {
-	OPT_RAMP = 0x100,
-	OPT_OFFSET,
-	OPT_SPAN,
-	OPT_SEED,
-	OPT_JSON,
+	OPT_OFFSET = PERF_OPT_TOOL,
 	OPT_SUBMIT_EACH,
 };
 
@@ -129,105 +102,31 @@ static int parse_args(int argc, char **argv, struct config *c)
 {
 	static const struct option opts[] = {
 		{"device", required_argument, NULL, 'd'},
-		{"workload", required_argument, NULL, 'w'},
-		{"rwmixread", required_argument, NULL, 'M'},
-		{"block-size", required_argument, NULL, 'b'},
-		{"queue-depth", required_argument, NULL, 'q'},
-		{"threads", required_argument, NULL, 'j'},
-		{"time", required_argument, NULL, 't'},
-		{"ramp", required_argument, NULL, OPT_RAMP},
+		PERF_LONG_OPTS,
 		{"offset", required_argument, NULL, OPT_OFFSET},
-		{"span", required_argument, NULL, OPT_SPAN},
-		{"seed", required_argument, NULL, OPT_SEED},
-		{"json", no_argument, NULL, OPT_JSON},
 		{"submit-each", no_argument, NULL, OPT_SUBMIT_EACH},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
-	uint64_t v;
-	int opt;
+	int opt, rc;
 
 	memset(c, 0, sizeof(*c));
-	c->wl = WL_RANDREAD;
-	c->rwmixread = 50;
-	c->bs = 4096;
-	c->qd = 1;
-	c->threads = 1;
-	c->time_s = 10;
+	perf_opts_init(&c->p);
 
-	while ((opt = getopt_long(argc, argv, "d:w:M:b:q:j:t:hV", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "d:" PERF_SHORT_OPTS "hV", opts, NULL)) != -1) {
+		rc = perf_parse_opt(PROG, opt, optarg, &c->p);
+		if (rc < 0)
+			return 2;
+		if (rc > 0)
+			continue;
 		switch (opt) {
 		case 'd':
 			c->spec = optarg;
 			break;
-		case 'w': {
-			size_t i, n = sizeof(g_wl_names) / sizeof(g_wl_names[0]);
-
-			for (i = 0; i < n; i++)
-				if (strcmp(optarg, g_wl_names[i]) == 0)
-					break;
-			/* fio's name for the mixed workload, for convenience */
-			if (i == n && strcmp(optarg, "mix") == 0)
-				i = WL_RANDRW;
-			if (i == n) {
-				fprintf(stderr, PROG ": --workload: unknown workload: %s\n",
-					optarg);
-				return 2;
-			}
-			c->wl = (enum workload)i;
-			break;
-		}
-		case 'M':
-			if (perf_parse_uint(PROG, "--rwmixread", optarg, 0, 100, &v))
-				return 2;
-			c->rwmixread = (unsigned)v;
-			break;
-		case 'b':
-			if (perf_parse_bytes(PROG, "--block-size", optarg, &c->bs))
-				return 2;
-			if (c->bs == 0 || c->bs > (1u << 30)) {
-				fprintf(stderr, PROG ": --block-size: out of range: %s\n", optarg);
-				return 2;
-			}
-			break;
-		case 'q':
-			if (perf_parse_uint(PROG, "--queue-depth", optarg, 1, 65536, &v))
-				return 2;
-			c->qd = (unsigned)v;
-			break;
-		case 'j':
-			if (perf_parse_uint(PROG, "--threads", optarg, 1, 1024, &v))
-				return 2;
-			c->threads = (unsigned)v;
-			break;
-		case 't':
-			if (perf_parse_seconds(PROG, "--time", optarg, false, &c->time_s))
-				return 2;
-			break;
-		case OPT_RAMP:
-			if (perf_parse_seconds(PROG, "--ramp", optarg, true, &c->ramp_s))
-				return 2;
-			break;
 		case OPT_OFFSET:
 			if (perf_parse_bytes(PROG, "--offset", optarg, &c->offset))
 				return 2;
-			break;
-		case OPT_SPAN:
-			if (perf_parse_bytes(PROG, "--span", optarg, &c->span))
-				return 2;
-			if (!c->span) {
-				fprintf(stderr, PROG ": --span: must not be 0\n");
-				return 2;
-			}
-			break;
-		case OPT_SEED:
-			if (perf_parse_uint(PROG, "--seed", optarg, 0, UINT64_MAX, &c->seed))
-				return 2;
-			c->seed_set = true;
-			break;
-		case OPT_JSON:
-			c->json = true;
 			break;
 		case OPT_SUBMIT_EACH:
 			c->submit_each = true;
@@ -310,7 +209,7 @@ static void req_done(void *arg, int status);
 /* Start the next request in r's slot; returns 0 or a negative errno. */
 static inline int req_issue(struct worker *w, struct req *r, uint64_t now)
 {
-	const uint64_t bs = w->cfg->bs;
+	const uint64_t bs = w->cfg->p.bs;
 	uint64_t blk;
 
 	if (w->random) {
@@ -342,7 +241,7 @@ static void worker_fail(struct worker *w, const struct req *r, const char *what,
 			fprintf(stderr,
 				PROG ": I/O error: %s of %" PRIu64 " bytes at offset %" PRIu64
 				     " (thread %u): %s\n",
-				what, w->cfg->bs, r->offset, w->idx, strerror(-err));
+				what, w->cfg->p.bs, r->offset, w->idx, strerror(-err));
 		else
 			fprintf(stderr, PROG ": I/O error: %s (thread %u): %s\n", what, w->idx,
 				strerror(-err));
@@ -407,12 +306,12 @@ static void *worker_main(void *arg)
 		fail = "cannot get an I/O channel";
 		goto out_sync;
 	}
-	for (i = 0; i < c->qd; i++) {
+	for (i = 0; i < c->p.qd; i++) {
 		struct req *r = &w->reqs[i];
 		uint64_t *p;
 
 		r->w = w;
-		r->buf = zvfs_bdev_buf_alloc(w->bdev, c->bs);
+		r->buf = zvfs_bdev_buf_alloc(w->bdev, c->p.bs);
 		if (!r->buf) {
 			rc = -ENOMEM;
 			fail = "cannot allocate I/O buffers";
@@ -420,7 +319,7 @@ static void *worker_main(void *arg)
 		}
 		/* Non-zero, incompressible write data (fio does the same). */
 		p = r->buf;
-		for (uint64_t k = 0; k < c->bs / sizeof(*p); k++)
+		for (uint64_t k = 0; k < c->p.bs / sizeof(*p); k++)
 			p[k] = perf_rng_next(&w->rng);
 	}
 out_sync:
@@ -437,10 +336,10 @@ out_sync:
 	pthread_mutex_unlock(&g_start_lock);
 	if (w->error || atomic_load(&g_stop))
 		goto out_free;
-	w->t_measure = g_t0 + (uint64_t)(c->ramp_s * 1e9);
-	w->t_end = w->t_measure + (uint64_t)(c->time_s * 1e9);
+	w->t_measure = g_t0 + (uint64_t)(c->p.ramp_s * 1e9);
+	w->t_end = w->t_measure + (uint64_t)(c->p.time_s * 1e9);
 
-	for (i = 0; i < c->qd && !w->stopping; i++) {
+	for (i = 0; i < c->p.qd && !w->stopping; i++) {
 		rc = req_issue(w, &w->reqs[i], perf_now_ns());
 		if (rc)
 			worker_fail(w, NULL, "submit", rc);
@@ -456,7 +355,7 @@ out_sync:
 	if (!w->t_stop)
 		w->t_stop = perf_now_ns();
 out_free:
-	for (i = 0; i < c->qd; i++)
+	for (i = 0; i < c->p.qd; i++)
 		zvfs_bdev_buf_free(w->bdev, w->reqs[i].buf);
 	return NULL;
 }
@@ -471,23 +370,24 @@ static void report(const struct config *c, struct zvfs_bdev *bdev, const struct 
 		{"read", rd, 0, 0},
 		{"write", wr, 0, 0},
 	};
-	bool mixed = c->wl == WL_RANDRW;
+	bool mixed = c->p.wl == PERF_WL_RANDRW;
 
 	for (int i = 0; i < 3; i++) {
 		res[i].iops = secs > 0 ? (double)res[i].h->count / secs : 0;
-		res[i].mibps = res[i].iops * (double)c->bs / (1024.0 * 1024.0);
+		res[i].mibps = res[i].iops * (double)c->p.bs / (1024.0 * 1024.0);
 	}
-	if (c->json) {
+	if (c->p.json) {
 		printf("{\"tool\":\"" PROG "\",\"version\":\"" ZVFS_VERSION "\",\"device\":");
 		perf_json_string(c->spec);
 		printf(",\"driver\":\"%s\",\"workload\":\"%s\",\"rwmixread\":%u,\"bs\":%" PRIu64
 		       ",\"qd\":%u,\"threads\":%u,\"time_s\":%.3f,\"ramp_s\":%.3f,\"offset\":"
 		       "%" PRIu64 ",\"span\":%" PRIu64 ",\"seed\":%" PRIu64 ",",
-		       zvfs_bdev_get_driver(bdev), g_wl_names[c->wl],
-		       mixed					    ? c->rwmixread
-		       : (c->wl == WL_RANDREAD || c->wl == WL_READ) ? 100
-								    : 0,
-		       c->bs, c->qd, c->threads, secs, c->ramp_s, c->offset, c->span, c->seed);
+		       zvfs_bdev_get_driver(bdev), perf_wl_names[c->p.wl],
+		       mixed							  ? c->p.rwmixread
+		       : (c->p.wl == PERF_WL_RANDREAD || c->p.wl == PERF_WL_READ) ? 100
+										  : 0,
+		       c->p.bs, c->p.qd, c->p.threads, secs, c->p.ramp_s, c->offset, c->p.span,
+		       c->p.seed);
 		perf_json_result(&res[0]);
 		printf(",\"read\":{");
 		perf_json_result(&res[1]);
@@ -499,13 +399,13 @@ static void report(const struct config *c, struct zvfs_bdev *bdev, const struct 
 	printf(PROG " " ZVFS_VERSION ": %s (%s, %" PRIu64 " bytes, block %u)\n", c->spec,
 	       zvfs_bdev_get_driver(bdev), zvfs_bdev_get_geometry(bdev)->size,
 	       zvfs_bdev_get_geometry(bdev)->block_size);
-	printf("workload %s", g_wl_names[c->wl]);
+	printf("workload %s", perf_wl_names[c->p.wl]);
 	if (mixed)
-		printf(" (%u%% reads)", c->rwmixread);
+		printf(" (%u%% reads)", c->p.rwmixread);
 	printf(", bs %" PRIu64
 	       ", qd %u, threads %u, %.1f s measured after %.1f s ramp, area %" PRIu64 "+%" PRIu64
 	       ", seed %" PRIu64 "\n",
-	       c->bs, c->qd, c->threads, secs, c->ramp_s, c->offset, c->span, c->seed);
+	       c->p.bs, c->p.qd, c->p.threads, secs, c->p.ramp_s, c->offset, c->p.span, c->p.seed);
 	perf_text_header();
 	perf_text_result(&res[0]);
 	if (mixed) {
@@ -522,21 +422,21 @@ static void on_signal(int sig)
 	atomic_store(&g_stop, true);
 }
 
-/* Check the area and the block size against the device; fill c->span. */
+/* Check the area and the block size against the device; fill c->p.span. */
 static int check_geometry(struct config *c, const struct zvfs_bdev_geometry *geo)
 {
-	if (c->bs % geo->block_size) {
+	if (c->p.bs % geo->block_size) {
 		fprintf(stderr,
 			PROG ": --block-size: %" PRIu64 " is not a multiple of the "
 			     "device block size %u\n",
-			c->bs, geo->block_size);
+			c->p.bs, geo->block_size);
 		return -1;
 	}
-	if (c->offset % c->bs || c->span % c->bs) {
+	if (c->offset % c->p.bs || c->p.span % c->p.bs) {
 		fprintf(stderr,
 			PROG ": --offset/--span: must be multiples of the block size "
 			     "%" PRIu64 "\n",
-			c->bs);
+			c->p.bs);
 		return -1;
 	}
 	if (c->offset >= geo->size) {
@@ -545,64 +445,68 @@ static int check_geometry(struct config *c, const struct zvfs_bdev_geometry *geo
 			c->offset, geo->size);
 		return -1;
 	}
-	if (!c->span)
-		c->span = (geo->size - c->offset) / c->bs * c->bs;
-	if (c->span > geo->size - c->offset) {
+	if (!c->p.span)
+		c->p.span = (geo->size - c->offset) / c->p.bs * c->p.bs;
+	if (c->p.span > geo->size - c->offset) {
 		fprintf(stderr,
 			PROG ": --span: %" PRIu64 "+%" PRIu64 " reaches beyond the device "
 			     "(%" PRIu64 " bytes)\n",
-			c->offset, c->span, geo->size);
+			c->offset, c->p.span, geo->size);
 		return -1;
 	}
-	if (c->span / c->bs < (c->wl == WL_READ || c->wl == WL_WRITE ? c->threads : 1)) {
+	if (c->p.span / c->p.bs <
+	    (c->p.wl == PERF_WL_READ || c->p.wl == PERF_WL_WRITE ? c->p.threads : 1)) {
 		fprintf(stderr, PROG ": the area holds too few blocks for %u threads\n",
-			c->threads);
+			c->p.threads);
 		return -1;
 	}
-	if ((c->wl == WL_RANDWRITE || c->wl == WL_WRITE || c->wl == WL_RANDRW) && geo->read_only) {
+	if ((c->p.wl == PERF_WL_RANDWRITE || c->p.wl == PERF_WL_WRITE ||
+	     c->p.wl == PERF_WL_RANDRW) &&
+	    geo->read_only) {
 		fprintf(stderr, PROG ": %s: device is read-only\n", c->spec);
 		return -1;
 	}
-	if (c->qd > geo->queue_depth)
+	if (c->p.qd > geo->queue_depth)
 		fprintf(stderr,
 			PROG ": warning: queue depth %u exceeds the channel's %u; the rest waits "
 			     "in the channel (add qd=%u to the device spec)\n",
-			c->qd, geo->queue_depth, c->qd);
+			c->p.qd, geo->queue_depth, c->p.qd);
 	return 0;
 }
 
 static void worker_setup(struct worker *w, const struct config *c, struct zvfs_bdev *bdev,
 			 unsigned idx)
 {
-	uint64_t blocks = c->span / c->bs;
+	uint64_t blocks = c->p.span / c->p.bs;
 
 	w->cfg = c;
 	w->bdev = bdev;
 	w->idx = idx;
-	w->rng = perf_splitmix64(c->seed + idx);
+	w->rng = perf_splitmix64(c->p.seed + idx);
 	w->submit_each = c->submit_each;
-	w->random = c->wl == WL_RANDREAD || c->wl == WL_RANDWRITE || c->wl == WL_RANDRW;
+	w->random = c->p.wl == PERF_WL_RANDREAD || c->p.wl == PERF_WL_RANDWRITE ||
+		    c->p.wl == PERF_WL_RANDRW;
 	if (w->random) {
 		w->area_start = c->offset;
 		w->area_blocks = blocks;
 	} else {
 		/* Thread i streams through its own slice: no two threads overlap. */
-		uint64_t per = blocks / c->threads;
+		uint64_t per = blocks / c->p.threads;
 
-		w->area_start = c->offset + (uint64_t)idx * per * c->bs;
+		w->area_start = c->offset + (uint64_t)idx * per * c->p.bs;
 		w->area_blocks = per;
 	}
-	switch (c->wl) {
-	case WL_RANDREAD:
-	case WL_READ:
+	switch (c->p.wl) {
+	case PERF_WL_RANDREAD:
+	case PERF_WL_READ:
 		w->read_thresh = 100;
 		break;
-	case WL_RANDWRITE:
-	case WL_WRITE:
+	case PERF_WL_RANDWRITE:
+	case PERF_WL_WRITE:
 		w->read_thresh = 0;
 		break;
-	case WL_RANDRW:
-		w->read_thresh = c->rwmixread;
+	case PERF_WL_RANDRW:
+		w->read_thresh = c->p.rwmixread;
 		break;
 	}
 }
@@ -623,8 +527,8 @@ int main(int argc, char **argv)
 	rc = parse_args(argc, argv, &c);
 	if (rc)
 		return rc == 1 ? 0 : 2;
-	if (!c.seed_set)
-		c.seed = perf_splitmix64(perf_now_ns() ^ ((uint64_t)getpid() << 32));
+	if (!c.p.seed_set)
+		c.p.seed = perf_splitmix64(perf_now_ns() ^ ((uint64_t)getpid() << 32));
 
 	rc = zvfs_bdev_open(c.spec, &bdev, errbuf, sizeof(errbuf));
 	if (rc) {
@@ -640,17 +544,17 @@ int main(int argc, char **argv)
 		goto out_close;
 	}
 
-	workers = calloc(c.threads, sizeof(*workers));
+	workers = calloc(c.p.threads, sizeof(*workers));
 	all = malloc(sizeof(*all));
 	rd = malloc(sizeof(*rd));
 	wr = malloc(sizeof(*wr));
 	if (!workers || !all || !rd || !wr)
 		goto err_nomem;
-	for (unsigned i = 0; i < c.threads; i++) {
+	for (unsigned i = 0; i < c.p.threads; i++) {
 		struct worker *w = &workers[i];
 
 		worker_setup(w, &c, bdev, i);
-		w->reqs = calloc(c.qd, sizeof(*w->reqs));
+		w->reqs = calloc(c.p.qd, sizeof(*w->reqs));
 		w->hist[0] = malloc(sizeof(struct perf_hist));
 		w->hist[1] = malloc(sizeof(struct perf_hist));
 		if (!w->reqs || !w->hist[0] || !w->hist[1])
@@ -665,7 +569,7 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 
-	for (; started < c.threads; started++) {
+	for (; started < c.p.threads; started++) {
 		rc = pthread_create(&workers[started].tid, NULL, worker_main, &workers[started]);
 		if (rc) {
 			fprintf(stderr, PROG ": cannot start thread: %s\n", strerror(rc));
@@ -689,7 +593,7 @@ int main(int argc, char **argv)
 	perf_hist_init(rd);
 	perf_hist_init(wr);
 	status = 0;
-	for (unsigned i = 0; i < c.threads; i++) {
+	for (unsigned i = 0; i < c.p.threads; i++) {
 		struct worker *w = &workers[i];
 
 		if (w->error)
@@ -704,13 +608,13 @@ int main(int argc, char **argv)
 	if (status)
 		goto out_free;
 	/* Measured window: from the end of the ramp to the end (or an early stop). */
-	secs = c.time_s;
+	secs = c.p.time_s;
 	if (atomic_load(&g_stop) && t_stop) {
-		uint64_t t_measure = g_t0 + (uint64_t)(c.ramp_s * 1e9);
+		uint64_t t_measure = g_t0 + (uint64_t)(c.p.ramp_s * 1e9);
 
 		secs = t_stop > t_measure ? (double)(t_stop - t_measure) / 1e9 : 0;
-		if (secs > c.time_s)
-			secs = c.time_s;
+		if (secs > c.p.time_s)
+			secs = c.p.time_s;
 	}
 	report(&c, bdev, all, rd, wr, secs);
 	if (fflush(stdout) == EOF) {
@@ -724,7 +628,7 @@ err_nomem:
 	status = 1;
 out_free:
 	if (workers) {
-		for (unsigned i = 0; i < c.threads; i++) {
+		for (unsigned i = 0; i < c.p.threads; i++) {
 			free(workers[i].reqs);
 			free(workers[i].hist[0]);
 			free(workers[i].hist[1]);

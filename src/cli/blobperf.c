@@ -39,32 +39,9 @@
 
 /* ---- 1. options ------------------------------------------------------- */
 
-enum workload {
-	WL_RANDREAD,
-	WL_RANDWRITE,
-	WL_READ,
-	WL_WRITE,
-	WL_RANDRW,
-};
-
-static const char *const g_wl_names[] = {
-	[WL_RANDREAD] = "randread", [WL_RANDWRITE] = "randwrite", [WL_READ] = "read",
-	[WL_WRITE] = "write",	    [WL_RANDRW] = "randrw",
-};
-
 struct config {
 	const char *spec;
-	enum workload wl;
-	unsigned rwmixread; /* percent of reads in randrw */
-	uint64_t bs;	    /* bytes */
-	unsigned qd;	    /* per thread */
-	unsigned threads;
-	double time_s; /* measured time */
-	double ramp_s; /* warm-up before it, excluded */
-	uint64_t span; /* blob size to create, bytes; 0 = the free space (less 1/64 for thin) */
-	uint64_t seed;
-	bool seed_set;
-	bool json;
+	struct perf_opts p; /* the common load options */
 	bool mkfs;
 	bool thin;
 	bool fill;	       /* write the whole blob once before the run */
@@ -126,11 +103,7 @@ static void usage(FILE *f)
 }
 
 enum {
-	OPT_RAMP = 0x100,
-	OPT_SPAN,
-	OPT_SEED,
-	OPT_JSON,
-	OPT_MKFS,
+	OPT_MKFS = PERF_OPT_TOOL,
 	OPT_THIN,
 	OPT_FILL,
 	OPT_CLUSTER,
@@ -145,16 +118,7 @@ static int parse_args(int argc, char **argv, struct config *c)
 {
 	static const struct option opts[] = {
 		{"device", required_argument, NULL, 'd'},
-		{"workload", required_argument, NULL, 'w'},
-		{"rwmixread", required_argument, NULL, 'M'},
-		{"block-size", required_argument, NULL, 'b'},
-		{"queue-depth", required_argument, NULL, 'q'},
-		{"threads", required_argument, NULL, 'j'},
-		{"time", required_argument, NULL, 't'},
-		{"ramp", required_argument, NULL, OPT_RAMP},
-		{"span", required_argument, NULL, OPT_SPAN},
-		{"seed", required_argument, NULL, OPT_SEED},
-		{"json", no_argument, NULL, OPT_JSON},
+		PERF_LONG_OPTS,
 		{"mkfs", no_argument, NULL, OPT_MKFS},
 		{"thin", no_argument, NULL, OPT_THIN},
 		{"fill", no_argument, NULL, OPT_FILL},
@@ -168,83 +132,20 @@ static int parse_args(int argc, char **argv, struct config *c)
 		{NULL, 0, NULL, 0},
 	};
 	uint64_t v;
-	int opt;
+	int opt, rc;
 
 	memset(c, 0, sizeof(*c));
-	c->wl = WL_RANDREAD;
-	c->rwmixread = 50;
-	c->bs = 4096;
-	c->qd = 1;
-	c->threads = 1;
-	c->time_s = 10;
+	perf_opts_init(&c->p);
 
-	while ((opt = getopt_long(argc, argv, "d:w:M:b:q:j:t:hV", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "d:" PERF_SHORT_OPTS "hV", opts, NULL)) != -1) {
+		rc = perf_parse_opt(PROG, opt, optarg, &c->p);
+		if (rc < 0)
+			return 2;
+		if (rc > 0)
+			continue;
 		switch (opt) {
 		case 'd':
 			c->spec = optarg;
-			break;
-		case 'w': {
-			size_t i, n = sizeof(g_wl_names) / sizeof(g_wl_names[0]);
-
-			for (i = 0; i < n; i++)
-				if (strcmp(optarg, g_wl_names[i]) == 0)
-					break;
-			if (i == n && strcmp(optarg, "mix") == 0)
-				i = WL_RANDRW;
-			if (i == n) {
-				fprintf(stderr, PROG ": --workload: unknown workload: %s\n",
-					optarg);
-				return 2;
-			}
-			c->wl = (enum workload)i;
-			break;
-		}
-		case 'M':
-			if (perf_parse_uint(PROG, "--rwmixread", optarg, 0, 100, &v))
-				return 2;
-			c->rwmixread = (unsigned)v;
-			break;
-		case 'b':
-			if (perf_parse_bytes(PROG, "--block-size", optarg, &c->bs))
-				return 2;
-			if (c->bs == 0 || c->bs > (1u << 30)) {
-				fprintf(stderr, PROG ": --block-size: out of range: %s\n", optarg);
-				return 2;
-			}
-			break;
-		case 'q':
-			if (perf_parse_uint(PROG, "--queue-depth", optarg, 1, 65536, &v))
-				return 2;
-			c->qd = (unsigned)v;
-			break;
-		case 'j':
-			if (perf_parse_uint(PROG, "--threads", optarg, 1, 1024, &v))
-				return 2;
-			c->threads = (unsigned)v;
-			break;
-		case 't':
-			if (perf_parse_seconds(PROG, "--time", optarg, false, &c->time_s))
-				return 2;
-			break;
-		case OPT_RAMP:
-			if (perf_parse_seconds(PROG, "--ramp", optarg, true, &c->ramp_s))
-				return 2;
-			break;
-		case OPT_SPAN:
-			if (perf_parse_bytes(PROG, "--span", optarg, &c->span))
-				return 2;
-			if (!c->span) {
-				fprintf(stderr, PROG ": --span: must not be 0\n");
-				return 2;
-			}
-			break;
-		case OPT_SEED:
-			if (perf_parse_uint(PROG, "--seed", optarg, 0, UINT64_MAX, &c->seed))
-				return 2;
-			c->seed_set = true;
-			break;
-		case OPT_JSON:
-			c->json = true;
 			break;
 		case OPT_MKFS:
 			c->mkfs = true;
@@ -359,7 +260,7 @@ static void req_done(void *arg, int status);
 /* Start the next request in r's slot; returns 0 or a negative errno. */
 static inline int req_issue(struct worker *w, struct req *r, uint64_t now)
 {
-	const uint64_t bs = w->cfg->bs;
+	const uint64_t bs = w->cfg->p.bs;
 	uint64_t blk;
 	int rc;
 
@@ -396,7 +297,7 @@ static void worker_fail(struct worker *w, const struct req *r, const char *what,
 			fprintf(stderr,
 				PROG ": I/O error: %s of %" PRIu64 " bytes at blob offset %" PRIu64
 				     " (thread %u): %s\n",
-				what, w->cfg->bs, r->offset, w->idx, strerror(-err));
+				what, w->cfg->p.bs, r->offset, w->idx, strerror(-err));
 		else
 			fprintf(stderr, PROG ": I/O error: %s (thread %u): %s\n", what, w->idx,
 				strerror(-err));
@@ -449,12 +350,12 @@ static void *worker_main(void *arg)
 		fail = "cannot get a blobstore channel";
 		goto out_sync;
 	}
-	for (i = 0; i < c->qd; i++) {
+	for (i = 0; i < c->p.qd; i++) {
 		struct req *r = &w->reqs[i];
 		uint64_t *p;
 
 		r->w = w;
-		r->buf = zvfs_bdev_buf_alloc(w->bdev, c->bs);
+		r->buf = zvfs_bdev_buf_alloc(w->bdev, c->p.bs);
 		if (!r->buf) {
 			rc = -ENOMEM;
 			fail = "cannot allocate I/O buffers";
@@ -462,7 +363,7 @@ static void *worker_main(void *arg)
 		}
 		/* Non-zero, incompressible write data. */
 		p = r->buf;
-		for (uint64_t k = 0; k < c->bs / sizeof(*p); k++)
+		for (uint64_t k = 0; k < c->p.bs / sizeof(*p); k++)
 			p[k] = perf_rng_next(&w->rng);
 	}
 out_sync:
@@ -479,10 +380,10 @@ out_sync:
 	pthread_mutex_unlock(&g_start_lock);
 	if (w->error || atomic_load(&g_stop))
 		goto out_free;
-	w->t_measure = g_t0 + (uint64_t)(c->ramp_s * 1e9);
-	w->t_end = w->t_measure + (uint64_t)(c->time_s * 1e9);
+	w->t_measure = g_t0 + (uint64_t)(c->p.ramp_s * 1e9);
+	w->t_end = w->t_measure + (uint64_t)(c->p.time_s * 1e9);
 
-	for (i = 0; i < c->qd && !w->stopping; i++) {
+	for (i = 0; i < c->p.qd && !w->stopping; i++) {
 		rc = req_issue(w, &w->reqs[i], perf_now_ns());
 		if (rc)
 			worker_fail(w, NULL, "submit", rc);
@@ -498,7 +399,7 @@ out_sync:
 	if (!w->t_stop)
 		w->t_stop = perf_now_ns();
 out_free:
-	for (i = 0; i < c->qd; i++)
+	for (i = 0; i < c->p.qd; i++)
 		zvfs_bdev_buf_free(w->bdev, w->reqs[i].buf);
 	return NULL;
 }
@@ -506,35 +407,36 @@ out_free:
 static void worker_setup(struct worker *w, const struct config *c, struct zvfs_bs *bs,
 			 struct zvfs_blob *blob, uint64_t blob_bytes, unsigned idx)
 {
-	uint64_t blocks = blob_bytes / c->bs;
+	uint64_t blocks = blob_bytes / c->p.bs;
 
 	w->cfg = c;
 	w->bs = bs;
 	w->bdev = zvfs_bs_get_bdev(bs);
 	w->blob = blob;
 	w->idx = idx;
-	w->rng = perf_splitmix64(c->seed + idx);
-	w->random = c->wl == WL_RANDREAD || c->wl == WL_RANDWRITE || c->wl == WL_RANDRW;
+	w->rng = perf_splitmix64(c->p.seed + idx);
+	w->random = c->p.wl == PERF_WL_RANDREAD || c->p.wl == PERF_WL_RANDWRITE ||
+		    c->p.wl == PERF_WL_RANDRW;
 	if (w->random) {
 		w->area_start = 0;
 		w->area_blocks = blocks;
 	} else {
-		uint64_t per = blocks / c->threads;
+		uint64_t per = blocks / c->p.threads;
 
-		w->area_start = (uint64_t)idx * per * c->bs;
+		w->area_start = (uint64_t)idx * per * c->p.bs;
 		w->area_blocks = per;
 	}
-	switch (c->wl) {
-	case WL_RANDREAD:
-	case WL_READ:
+	switch (c->p.wl) {
+	case PERF_WL_RANDREAD:
+	case PERF_WL_READ:
 		w->read_thresh = 100;
 		break;
-	case WL_RANDWRITE:
-	case WL_WRITE:
+	case PERF_WL_RANDWRITE:
+	case PERF_WL_WRITE:
 		w->read_thresh = 0;
 		break;
-	case WL_RANDRW:
-		w->read_thresh = c->rwmixread;
+	case PERF_WL_RANDRW:
+		w->read_thresh = c->p.rwmixread;
 		break;
 	}
 }
@@ -561,25 +463,25 @@ static void report(const struct config *c, struct zvfs_bdev *bdev, const struct 
 		{"read", rd, 0, 0},
 		{"write", wr, 0, 0},
 	};
-	bool mixed = c->wl == WL_RANDRW;
+	bool mixed = c->p.wl == PERF_WL_RANDRW;
 	uint64_t allocs = ri->alloc_after - ri->alloc_before;
 	uint64_t span = ri->clusters * ri->st.cluster_size;
 
 	for (int i = 0; i < 3; i++) {
 		res[i].iops = secs > 0 ? (double)res[i].h->count / secs : 0;
-		res[i].mibps = res[i].iops * (double)c->bs / (1024.0 * 1024.0);
+		res[i].mibps = res[i].iops * (double)c->p.bs / (1024.0 * 1024.0);
 	}
-	if (c->json) {
+	if (c->p.json) {
 		printf("{\"tool\":\"" PROG "\",\"version\":\"" ZVFS_VERSION "\",\"device\":");
 		perf_json_string(c->spec);
 		printf(",\"driver\":\"%s\",\"workload\":\"%s\",\"rwmixread\":%u,\"bs\":%" PRIu64
 		       ",\"qd\":%u,\"threads\":%u,\"time_s\":%.3f,\"ramp_s\":%.3f,\"offset\":0"
 		       ",\"span\":%" PRIu64 ",\"seed\":%" PRIu64 ",",
-		       zvfs_bdev_get_driver(bdev), g_wl_names[c->wl],
-		       mixed					    ? c->rwmixread
-		       : (c->wl == WL_RANDREAD || c->wl == WL_READ) ? 100
-								    : 0,
-		       c->bs, c->qd, c->threads, secs, c->ramp_s, span, c->seed);
+		       zvfs_bdev_get_driver(bdev), perf_wl_names[c->p.wl],
+		       mixed							  ? c->p.rwmixread
+		       : (c->p.wl == PERF_WL_RANDREAD || c->p.wl == PERF_WL_READ) ? 100
+										  : 0,
+		       c->p.bs, c->p.qd, c->p.threads, secs, c->p.ramp_s, span, c->p.seed);
 		printf("\"blob\":{\"id\":%" PRIu64 ",\"thin\":%s,\"clusters\":%" PRIu64
 		       ",\"cluster_size\":%" PRIu64 ",\"allocated_before\":%" PRIu64
 		       ",\"allocated_after\":%" PRIu64 ",\"allocated_in_run\":%" PRIu64
@@ -603,13 +505,13 @@ static void report(const struct config *c, struct zvfs_bdev *bdev, const struct 
 	       "offset %" PRIu64 "), store %" PRIu64 " data clusters\n",
 	       ri->id, c->thin ? "thin" : "thick", ri->clusters, ri->st.cluster_size,
 	       ri->data_offset, ri->st.data_clusters);
-	printf("workload %s", g_wl_names[c->wl]);
+	printf("workload %s", perf_wl_names[c->p.wl]);
 	if (mixed)
-		printf(" (%u%% reads)", c->rwmixread);
+		printf(" (%u%% reads)", c->p.rwmixread);
 	printf(", bs %" PRIu64
 	       ", qd %u, threads %u, %.1f s measured after %.1f s ramp, span %" PRIu64
 	       ", seed %" PRIu64 "\n",
-	       c->bs, c->qd, c->threads, secs, c->ramp_s, span, c->seed);
+	       c->p.bs, c->p.qd, c->p.threads, secs, c->p.ramp_s, span, c->p.seed);
 	perf_text_header();
 	perf_text_result(&res[0]);
 	if (mixed) {
@@ -718,8 +620,8 @@ static int open_or_create(const struct config *c, struct zvfs_bs *bs, struct zvf
 		return rc;
 	zvfs_blob_opts_init(&bo);
 	bo.thin = c->thin;
-	if (c->span)
-		bo.num_clusters = (c->span + st.cluster_size - 1) / st.cluster_size;
+	if (c->p.span)
+		bo.num_clusters = (c->p.span + st.cluster_size - 1) / st.cluster_size;
 	else if (c->thin)
 		bo.num_clusters = st.free_clusters - st.free_clusters / 64;
 	else
@@ -791,11 +693,11 @@ static int io_mode(struct config *c)
 	blob_bytes = ri.clusters * ri.st.cluster_size;
 	/* Thick blobs get the lowest free clusters: right after the metadata region. */
 	ri.data_offset = (ri.st.total_clusters - ri.st.data_clusters) * ri.st.cluster_size;
-	if (c->bs % ri.st.io_unit_size || blob_bytes / c->bs < c->threads) {
+	if (c->p.bs % ri.st.io_unit_size || blob_bytes / c->p.bs < c->p.threads) {
 		fprintf(stderr,
 			PROG ": --block-size: %" PRIu64 " must be a multiple of the io unit %u and "
 			     "the blob (%" PRIu64 " bytes) hold a block per thread\n",
-			c->bs, ri.st.io_unit_size, blob_bytes);
+			c->p.bs, ri.st.io_unit_size, blob_bytes);
 		status = 2;
 		goto out_blob;
 	}
@@ -808,23 +710,23 @@ static int io_mode(struct config *c)
 	}
 	ri.setup_s = (double)(perf_now_ns() - t_setup) / 1e9;
 	ri.alloc_before = zvfs_blob_get_num_allocated_clusters(blob);
-	if (c->qd > zvfs_bdev_get_geometry(bdev)->queue_depth)
+	if (c->p.qd > zvfs_bdev_get_geometry(bdev)->queue_depth)
 		fprintf(stderr,
 			PROG ": warning: queue depth %u exceeds the channel's %u; the rest waits "
 			     "in the channel (add qd=%u to the device spec)\n",
-			c->qd, zvfs_bdev_get_geometry(bdev)->queue_depth, c->qd);
+			c->p.qd, zvfs_bdev_get_geometry(bdev)->queue_depth, c->p.qd);
 
-	workers = calloc(c->threads, sizeof(*workers));
+	workers = calloc(c->p.threads, sizeof(*workers));
 	all = malloc(sizeof(*all));
 	rd = malloc(sizeof(*rd));
 	wr = malloc(sizeof(*wr));
 	if (!workers || !all || !rd || !wr)
 		goto err_nomem;
-	for (unsigned i = 0; i < c->threads; i++) {
+	for (unsigned i = 0; i < c->p.threads; i++) {
 		struct worker *w = &workers[i];
 
 		worker_setup(w, c, bs, blob, blob_bytes, i);
-		w->reqs = calloc(c->qd, sizeof(*w->reqs));
+		w->reqs = calloc(c->p.qd, sizeof(*w->reqs));
 		w->hist[0] = malloc(sizeof(struct perf_hist));
 		w->hist[1] = malloc(sizeof(struct perf_hist));
 		if (!w->reqs || !w->hist[0] || !w->hist[1])
@@ -839,7 +741,7 @@ static int io_mode(struct config *c)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 
-	for (; started < c->threads; started++) {
+	for (; started < c->p.threads; started++) {
 		rc = pthread_create(&workers[started].tid, NULL, worker_main, &workers[started]);
 		if (rc) {
 			fprintf(stderr, PROG ": cannot start thread: %s\n", strerror(rc));
@@ -862,7 +764,7 @@ static int io_mode(struct config *c)
 	perf_hist_init(rd);
 	perf_hist_init(wr);
 	status = 0;
-	for (unsigned i = 0; i < c->threads; i++) {
+	for (unsigned i = 0; i < c->p.threads; i++) {
 		struct worker *w = &workers[i];
 
 		if (w->error)
@@ -878,13 +780,13 @@ static int io_mode(struct config *c)
 	ri.alloc_after = zvfs_blob_get_num_allocated_clusters(blob);
 	if (status)
 		goto out_free;
-	secs = c->time_s;
+	secs = c->p.time_s;
 	if (atomic_load(&g_stop) && t_stop) {
-		uint64_t t_measure = g_t0 + (uint64_t)(c->ramp_s * 1e9);
+		uint64_t t_measure = g_t0 + (uint64_t)(c->p.ramp_s * 1e9);
 
 		secs = t_stop > t_measure ? (double)(t_stop - t_measure) / 1e9 : 0;
-		if (secs > c->time_s)
-			secs = c->time_s;
+		if (secs > c->p.time_s)
+			secs = c->p.time_s;
 	}
 	report(c, bdev, &ri, all, rd, wr, secs);
 	if (fflush(stdout) == EOF) {
@@ -898,7 +800,7 @@ err_nomem:
 	status = 1;
 out_free:
 	if (workers) {
-		for (unsigned i = 0; i < c->threads; i++) {
+		for (unsigned i = 0; i < c->p.threads; i++) {
 			free(workers[i].reqs);
 			free(workers[i].hist[0]);
 			free(workers[i].hist[1]);
@@ -1132,7 +1034,7 @@ static int load_mode(const struct config *c)
 		fprintf(stderr, PROG ": unload: %s\n", strerror(-rc));
 		goto err_close;
 	}
-	if (c->json) {
+	if (c->p.json) {
 		printf("{\"tool\":\"" PROG "\",\"version\":\"" ZVFS_VERSION "\",\"mode\":\"load\","
 		       "\"device\":");
 		perf_json_string(c->load_copy ? c->load_copy : c->spec);
@@ -1170,8 +1072,8 @@ int main(int argc, char **argv)
 	rc = parse_args(argc, argv, &c);
 	if (rc)
 		return rc == 1 ? 0 : 2;
-	if (!c.seed_set)
-		c.seed = perf_splitmix64(perf_now_ns() ^ ((uint64_t)getpid() << 32));
+	if (!c.p.seed_set)
+		c.p.seed = perf_splitmix64(perf_now_ns() ^ ((uint64_t)getpid() << 32));
 	if (c.load_n)
 		return load_mode(&c);
 	return io_mode(&c);

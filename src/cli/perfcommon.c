@@ -48,6 +48,91 @@ int perf_parse_bytes(const char *prog, const char *name, const char *s, uint64_t
 	return 0;
 }
 
+const char *const perf_wl_names[] = {
+	[PERF_WL_RANDREAD] = "randread", [PERF_WL_RANDWRITE] = "randwrite", [PERF_WL_READ] = "read",
+	[PERF_WL_WRITE] = "write",	 [PERF_WL_RANDRW] = "randrw",
+};
+
+void perf_opts_init(struct perf_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->wl = PERF_WL_RANDREAD;
+	o->rwmixread = 50;
+	o->bs = 4096;
+	o->qd = 1;
+	o->threads = 1;
+	o->time_s = 10;
+}
+
+int perf_parse_opt(const char *prog, int opt, const char *arg, struct perf_opts *o)
+{
+	uint64_t v;
+
+	switch (opt) {
+	case 'w': {
+		size_t i, n = PERF_WL_RANDRW + 1;
+
+		for (i = 0; i < n; i++)
+			if (strcmp(arg, perf_wl_names[i]) == 0)
+				break;
+		/* fio's name for the mixed workload, for convenience */
+		if (i == n && strcmp(arg, "mix") == 0)
+			i = PERF_WL_RANDRW;
+		if (i == n) {
+			fprintf(stderr, "%s: --workload: unknown workload: %s\n", prog, arg);
+			return -1;
+		}
+		o->wl = (enum perf_workload)i;
+		return 1;
+	}
+	case 'M':
+		if (perf_parse_uint(prog, "--rwmixread", arg, 0, 100, &v))
+			return -1;
+		o->rwmixread = (unsigned)v;
+		return 1;
+	case 'b':
+		if (perf_parse_bytes(prog, "--block-size", arg, &o->bs))
+			return -1;
+		if (o->bs == 0 || o->bs > (1u << 30)) {
+			fprintf(stderr, "%s: --block-size: out of range: %s\n", prog, arg);
+			return -1;
+		}
+		return 1;
+	case 'q':
+		if (perf_parse_uint(prog, "--queue-depth", arg, 1, 65536, &v))
+			return -1;
+		o->qd = (unsigned)v;
+		return 1;
+	case 'j':
+		if (perf_parse_uint(prog, "--threads", arg, 1, 1024, &v))
+			return -1;
+		o->threads = (unsigned)v;
+		return 1;
+	case 't':
+		return perf_parse_seconds(prog, "--time", arg, false, &o->time_s) ? -1 : 1;
+	case PERF_OPT_RAMP:
+		return perf_parse_seconds(prog, "--ramp", arg, true, &o->ramp_s) ? -1 : 1;
+	case PERF_OPT_SPAN:
+		if (perf_parse_bytes(prog, "--span", arg, &o->span))
+			return -1;
+		if (!o->span) {
+			fprintf(stderr, "%s: --span: must not be 0\n", prog);
+			return -1;
+		}
+		return 1;
+	case PERF_OPT_SEED:
+		if (perf_parse_uint(prog, "--seed", arg, 0, UINT64_MAX, &o->seed))
+			return -1;
+		o->seed_set = true;
+		return 1;
+	case PERF_OPT_JSON:
+		o->json = true;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 /* The middle of bucket i, in ns. */
 static double hist_value(unsigned i)
 {

@@ -16,6 +16,62 @@
 
 /* ---- option parsing (messages are "<prog>: <option>: ...") ---- */
 
+enum perf_workload {
+	PERF_WL_RANDREAD,
+	PERF_WL_RANDWRITE,
+	PERF_WL_READ,
+	PERF_WL_WRITE,
+	PERF_WL_RANDRW,
+};
+
+extern const char *const perf_wl_names[]; /* indexed by enum perf_workload */
+
+/* The load options both tools take. */
+struct perf_opts {
+	enum perf_workload wl;
+	unsigned rwmixread; /* percent of reads in randrw */
+	uint64_t bs;	    /* bytes */
+	unsigned qd;	    /* per thread */
+	unsigned threads;
+	double time_s; /* measured time */
+	double ramp_s; /* warm-up before it, excluded */
+	uint64_t span; /* bytes; 0 = the tool's default */
+	uint64_t seed;
+	bool seed_set;
+	bool json;
+};
+
+/* getopt ids of the long-only common options; a tool's own start at PERF_OPT_TOOL. */
+enum {
+	PERF_OPT_RAMP = 0x100,
+	PERF_OPT_SPAN,
+	PERF_OPT_SEED,
+	PERF_OPT_JSON,
+	PERF_OPT_TOOL = 0x140,
+};
+
+/* For getopt_long(): the short letters and the struct option rows of the common options. */
+#define PERF_SHORT_OPTS "w:M:b:q:j:t:"
+#define PERF_LONG_OPTS                                                                             \
+	{"workload", required_argument, NULL, 'w'}, {"rwmixread", required_argument, NULL, 'M'},   \
+		{"block-size", required_argument, NULL, 'b'},                                      \
+		{"queue-depth", required_argument, NULL, 'q'},                                     \
+		{"threads", required_argument, NULL, 'j'}, {"time", required_argument, NULL, 't'}, \
+		{"ramp", required_argument, NULL, PERF_OPT_RAMP},                                  \
+		{"span", required_argument, NULL, PERF_OPT_SPAN},                                  \
+		{"seed", required_argument, NULL, PERF_OPT_SEED},                                  \
+	{                                                                                          \
+		"json", no_argument, NULL, PERF_OPT_JSON                                           \
+	}
+
+/* Defaults: randread, 50% reads for randrw, 4 KiB, QD1, 1 thread, 10 s, no ramp. */
+void perf_opts_init(struct perf_opts *o);
+/*
+ * Apply getopt result opt (argument arg) if it is a common option: 1 when
+ * applied, 0 when it is not a common option, -1 after printing a usage error.
+ */
+int perf_parse_opt(const char *prog, int opt, const char *arg, struct perf_opts *o);
+
 /* An integer in [lo, hi]; 0, or -1 after printing the error. */
 int perf_parse_uint(const char *prog, const char *name, const char *s, uint64_t lo, uint64_t hi,
 		    uint64_t *out);
