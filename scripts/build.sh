@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Configure and build ZVFS.  Usage: scripts/build.sh [release|asan]
+# Configure and build ZVFS.  Usage: scripts/build.sh [release|asan|fuzz]
 #   release: build/       optimised, warnings are errors
 #   asan:    build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer
+#   fuzz:    build-fuzz/  clang, ASan + UBSan, every library instrumented for libFuzzer
+#                         (-fsanitize=fuzzer-no-link) and tests/fuzz/fuzz_load (docs/fuzzing.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +11,10 @@ mode=${1:-release}
 case "$mode" in
 release) dir=build; opts=(-Dwerror=true -Dbuildtype=debugoptimized) ;;
 asan) dir=build-asan; opts=(-Dwerror=true -Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false) ;;
-*) echo "usage: $0 [release|asan]" >&2; exit 2 ;;
+fuzz) dir=build-fuzz; export CC=clang
+	opts=(-Dwerror=true -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false
+	      -Dc_args=-fsanitize=fuzzer-no-link -Dc_link_args=-fsanitize=fuzzer-no-link -Dfuzz=true) ;;
+*) echo "usage: $0 [release|asan|fuzz]" >&2; exit 2 ;;
 esac
 
 if [ -f "$dir/build.ninja" ]; then

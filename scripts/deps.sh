@@ -3,8 +3,10 @@
 # Only missing packages are installed; prints what it does.  Needs root (or sudo).
 set -euo pipefail
 
+# clang + libclang-rt-14-dev: the libFuzzer build (scripts/build.sh fuzz; libFuzzer and the
+# sanitizer runtimes are in libclang-rt-14-dev on Debian 12).
 PKGS=(gcc make meson ninja-build pkg-config liburing-dev libaio-dev fio
-      clang-format python3 util-linux gzip)
+      clang-format python3 util-linux gzip clang libclang-rt-14-dev)
 
 missing=()
 for p in "${PKGS[@]}"; do

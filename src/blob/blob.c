@@ -334,10 +334,10 @@ err_free:
 			  : rc == -EOPNOTSUPP ? "unsupported (snapshot, clone or unknown flags)"
 					      : "corrupt",
 			  rc);
+	/* The chain array passes to the handle only on success. */
 	if (b)
 		blob_free(b);
-	else
-		free(chain);
+	free(chain);
 	zvfs_blob_md_free(&md);
 	bs_buf_free(bs, buf);
 	return rc;
