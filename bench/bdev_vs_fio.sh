@@ -114,6 +114,9 @@ else
 	dd if=/dev/zero of="$IMG.tmp" bs=1M count=$((SIZE / 1048576)) oflag=direct \
 		status=none || die "$IMG: dd failed"
 	mv "$IMG.tmp" "$IMG"
+	# Let the file system's and the host's write-back of the new image finish
+	# now, not during the first measured run (which would be ZVFS's).
+	sync
 fi
 # fio and ZVFS must use the same bytes: round down to 4 KiB like the device does.
 SIZE=$((SIZE / 4096 * 4096))
