@@ -61,7 +61,6 @@ struct zvfs_bdev_io {
 	int status;	  /* for zvfs_bdev_io_defer() */
 	uint8_t type;	  /* one ZVFS_BDEV_IO_* bit */
 	uint8_t iov_heap; /* iov was allocated */
-	uint8_t internal; /* issued by the core itself (write-zeroes emulation) */
 	struct iovec iov_inline[ZVFS_BDEV_IO_INLINE_IOV];
 	union {
 		char bytes[ZVFS_BDEV_IO_DRV_SIZE];

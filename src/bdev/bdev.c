@@ -537,7 +537,6 @@ static struct zvfs_bdev_io *io_get(struct zvfs_bdev_channel *ch)
 	io->next = NULL;
 	io->ch = ch;
 	io->iov_heap = 0;
-	io->internal = 0;
 	io->status = 0;
 	return io;
 }
