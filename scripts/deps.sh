@@ -5,8 +5,11 @@ set -euo pipefail
 
 # clang + libclang-rt-14-dev: the libFuzzer build (scripts/build.sh fuzz; libFuzzer and the
 # sanitizer runtimes are in libclang-rt-14-dev on Debian 12).
+# sqlite3, rocksdb-tools (db_bench), attr (getfattr): programs the preload tests run;
+# valgrind: callgrind instruction counts in bench/.
 PKGS=(gcc make meson ninja-build pkg-config liburing-dev libaio-dev fio
-      clang-format python3 util-linux gzip clang libclang-rt-14-dev)
+      clang-format python3 util-linux gzip clang libclang-rt-14-dev
+      sqlite3 rocksdb-tools attr coreutils valgrind)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -76,6 +76,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #ifdef __cplusplus
@@ -137,6 +138,16 @@ int zvfs_bdev_close(struct zvfs_bdev *bdev);
 
 /* The device's geometry; valid until close. */
 const struct zvfs_bdev_geometry *zvfs_bdev_get_geometry(const struct zvfs_bdev *bdev);
+
+/*
+ * Claim the device for this process: an fcntl(2) F_SETLK write lock over the
+ * whole file or block device, so that a second process (ZVFS direct mode,
+ * zvfs fsck, zvfs mkfs) gets -EBUSY with *holder set to the holder's pid (0
+ * if the kernel does not say).  The claim is not inherited by fork children
+ * and ends at zvfs_bdev_close() or process exit.  RAM devices: always 0.
+ * Fault devices claim their inner device.  Claiming twice is a no-op.
+ */
+int zvfs_bdev_claim(struct zvfs_bdev *bdev, pid_t *holder);
 
 /* A printable name: the path, or "ram" / "fault(<inner>)". Valid until close. */
 const char *zvfs_bdev_get_name(const struct zvfs_bdev *bdev);

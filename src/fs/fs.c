@@ -1,0 +1,3 @@
+/* SPDX-License-Identifier: MIT */
+/* fs.c: being written (see zvfs/fs.h). */
+#include "zvfs/fs.h"
