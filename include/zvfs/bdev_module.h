@@ -108,6 +108,12 @@ struct zvfs_bdev_ops {
 	void (*channel_destroy)(struct zvfs_bdev_channel *ch);
 	int (*submit)(struct zvfs_bdev_channel *ch, struct zvfs_bdev_io *io);
 	int (*poll)(struct zvfs_bdev_channel *ch, bool wait);
+	/*
+	 * Optional: claim the device for this process (zvfs_bdev_claim()).
+	 * Returns 0, or -EBUSY with *holder set to the holder's pid (0 when
+	 * unknown).  NULL means the device cannot be shared (RAM): always 0.
+	 */
+	int (*claim)(struct zvfs_bdev *bdev, pid_t *holder);
 };
 
 struct zvfs_bdev {
@@ -168,6 +174,15 @@ int zvfs_bdev_file_open(struct zvfs_bdev *bdev, const struct zvfs_bdev_spec *spe
 int zvfs_bdev_file_write_zeroes(struct zvfs_bdev_file *file, uint64_t offset, uint64_t len);
 int zvfs_bdev_file_discard(struct zvfs_bdev_file *file, uint64_t offset, uint64_t len);
 int zvfs_bdev_file_flush(struct zvfs_bdev_file *file);
+
+/*
+ * Claim for the file-backed drivers: an fcntl(2) F_SETLK lock over the whole
+ * file (F_WRLCK, or F_RDLCK on a read-only fd, so read-only users exclude
+ * writers but not each other).  On conflict returns -EBUSY and sets *holder
+ * from F_GETLK (0 if unknown).  Process-associated (POSIX) locks are the
+ * point: a fork child does not inherit them and process exit drops them.
+ */
+int zvfs_bdev_file_claim(struct zvfs_bdev_file *file, bool read_only, pid_t *holder);
 
 /* Format "name: reason" into errbuf, or log it when errbuf is NULL. */
 void zvfs_bdev_errf(char *errbuf, size_t errlen, const char *fmt, ...)

@@ -316,6 +316,22 @@ const struct zvfs_bdev_geometry *zvfs_bdev_get_geometry(const struct zvfs_bdev *
 	return &bdev->geo;
 }
 
+int zvfs_bdev_claim(struct zvfs_bdev *bdev, pid_t *holder)
+{
+	if (holder)
+		*holder = 0;
+	if (bdev->ops->claim)
+		return bdev->ops->claim(bdev, holder);
+	/*
+	 * The io_uring and libaio drivers keep their struct zvfs_bdev_file as
+	 * the first member of their state; until their ops tables name a claim
+	 * op of their own, claim through it here.
+	 */
+	if (bdev->ops == &zvfs_bdev_uring_ops || bdev->ops == &zvfs_bdev_aio_ops)
+		return zvfs_bdev_file_claim(bdev->drv, bdev->geo.read_only, holder);
+	return 0; /* RAM: private to the process */
+}
+
 const char *zvfs_bdev_get_name(const struct zvfs_bdev *bdev)
 {
 	return bdev->name;

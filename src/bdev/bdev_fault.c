@@ -494,8 +494,17 @@ static int fault_poll(struct zvfs_bdev_channel *ch, bool wait)
 	return 0;
 }
 
+/* The claim belongs to the device that persists: the inner one. */
+static int fault_claim(struct zvfs_bdev *bdev, pid_t *holder)
+{
+	struct fault_dev *fd = bdev->drv;
+
+	return zvfs_bdev_claim(fd->inner, holder);
+}
+
 const struct zvfs_bdev_ops zvfs_bdev_fault_ops = {
 	.name = "fault",
+	.claim = fault_claim,
 	.open = fault_open,
 	.close = fault_close,
 	.channel_create = fault_channel_create,

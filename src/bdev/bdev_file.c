@@ -325,3 +325,29 @@ int zvfs_bdev_file_flush(struct zvfs_bdev_file *file)
 {
 	return fdatasync(file->fd) ? -errno : 0;
 }
+
+int zvfs_bdev_file_claim(struct zvfs_bdev_file *file, bool read_only, pid_t *holder)
+{
+	struct flock fl = {
+		.l_type = read_only ? F_RDLCK : F_WRLCK,
+		.l_whence = SEEK_SET,
+		.l_start = 0,
+		.l_len = 0, /* to the end, however far the file grows */
+	};
+
+	if (holder)
+		*holder = 0;
+	if (fcntl(file->fd, F_SETLK, &fl) == 0)
+		return 0;
+	if (errno != EAGAIN && errno != EACCES)
+		return -errno;
+	/* Ask who holds it; the holder may have gone meanwhile (pid stays 0). */
+	fl.l_type = read_only ? F_RDLCK : F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	fl.l_start = 0;
+	fl.l_len = 0;
+	fl.l_pid = 0;
+	if (fcntl(file->fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK && fl.l_pid > 0 && holder)
+		*holder = fl.l_pid;
+	return -EBUSY;
+}
