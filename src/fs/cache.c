@@ -1,0 +1,342 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Page frames of the file layer's cache (DESIGN.md D9).
+ *
+ * Map:
+ *   1. per-file page index   a chained hash of page number -> frame, under file->mu
+ *   2. frames                global pool bounded by opts.cache_size, free list
+ *   3. eviction              a clock over every frame; hits only set a bit
+ *
+ * The hit path (file.c) takes file->mu, looks the page up here and sets its
+ * referenced bit: no global lock, no list move.  Only a miss takes
+ * cache.lock, to pop a free frame or run the clock.  The clock never evicts
+ * a dirty page (writers are throttled so that at most about half the budget
+ * is dirty) or one in use by a running operation, and may exceed the budget
+ * when nothing else can go, rather than fail.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs/fs_internal.h"
+#include "util/log.h"
+
+/* ---- 1. per-file page index ------------------------------------------------- */
+
+static uint32_t bucket_of(const struct zvfs_file *f, uint64_t idx)
+{
+	return (uint32_t)((idx * 0x9E3779B97F4A7C15ull) >> (64 - f->nbits));
+}
+
+int fs_file_index_init(struct zvfs_file *f)
+{
+	f->nbits = 4;
+	f->nbuckets = 1u << f->nbits;
+	f->buckets = calloc(f->nbuckets, sizeof(*f->buckets));
+	return f->buckets ? 0 : -ENOMEM;
+}
+
+void fs_file_index_fini(struct zvfs_file *f)
+{
+	free(f->buckets);
+	f->buckets = NULL;
+}
+
+/* Double the buckets; on failure the chains just get longer. */
+static void index_grow(struct zvfs_file *f)
+{
+	uint32_t nbits = f->nbits + 1, nb = 1u << nbits;
+	struct fs_page **nbk = calloc(nb, sizeof(*nbk));
+	struct fs_page **old = f->buckets;
+	uint32_t onb = f->nbuckets;
+
+	if (!nbk)
+		return;
+	f->buckets = nbk;
+	f->nbuckets = nb;
+	f->nbits = nbits;
+	for (uint32_t i = 0; i < onb; i++) {
+		struct fs_page *p = old[i], *n;
+
+		for (; p; p = n) {
+			uint32_t b = bucket_of(f, p->idx);
+
+			n = p->hnext;
+			p->hnext = nbk[b];
+			nbk[b] = p;
+		}
+	}
+	free(old);
+}
+
+static void index_insert(struct zvfs_file *f, struct fs_page *p)
+{
+	uint32_t b = bucket_of(f, p->idx);
+
+	p->hnext = f->buckets[b];
+	f->buckets[b] = p;
+	f->npages++;
+}
+
+static void index_remove(struct zvfs_file *f, struct fs_page *p)
+{
+	struct fs_page **pp = &f->buckets[bucket_of(f, p->idx)];
+
+	while (*pp && *pp != p)
+		pp = &(*pp)->hnext;
+	if (*pp) {
+		*pp = p->hnext;
+		f->npages--;
+	}
+	p->hnext = NULL;
+}
+
+/* ---- 2. frames ------------------------------------------------------------------ */
+
+int fs_cache_init(struct zvfs_fs *fs, uint64_t bytes)
+{
+	struct fs_cache *c = &fs->cache;
+
+	memset(c, 0, sizeof(*c));
+	c->limit = bytes / fs->psz;
+	if (c->limit < 8)
+		c->limit = 8;
+	if (pthread_mutex_init(&c->lock, NULL))
+		return -ENOMEM;
+	return 0;
+}
+
+void fs_cache_fini(struct zvfs_fs *fs)
+{
+	struct fs_cache *c = &fs->cache;
+
+	for (uint32_t i = 0; i < c->nring; i++) {
+		zvfs_bdev_buf_free(fs->bdev, c->ring[i]->buf);
+		free(c->ring[i]);
+	}
+	free(c->ring);
+	c->ring = NULL;
+	c->nring = 0;
+	pthread_mutex_destroy(&c->lock);
+}
+
+/* A new frame in the ring; cache.lock held. */
+static struct fs_page *frame_new(struct zvfs_fs *fs)
+{
+	struct fs_cache *c = &fs->cache;
+	struct fs_page *p;
+
+	if (c->nring == c->ring_cap) {
+		uint32_t ncap = c->ring_cap ? c->ring_cap * 2 : 64;
+		struct fs_page **r = realloc(c->ring, ncap * sizeof(*r));
+
+		if (!r)
+			return NULL;
+		c->ring = r;
+		c->ring_cap = ncap;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->buf = zvfs_bdev_buf_alloc(fs->bdev, fs->psz);
+	if (!p->buf) {
+		free(p);
+		return NULL;
+	}
+	p->slot = c->nring;
+	c->ring[c->nring++] = p;
+	return p;
+}
+
+/* Free an unowned frame for good (the ring is over budget); cache.lock held. */
+static void frame_free(struct zvfs_fs *fs, struct fs_page *p)
+{
+	struct fs_cache *c = &fs->cache;
+	struct fs_page *last = c->ring[--c->nring];
+
+	c->ring[p->slot] = last;
+	last->slot = p->slot;
+	if (c->hand >= c->nring)
+		c->hand = 0;
+	zvfs_bdev_buf_free(fs->bdev, p->buf);
+	free(p);
+}
+
+/* An unowned frame goes back to the free list, or away when over budget. */
+static void frame_release(struct zvfs_fs *fs, struct fs_page *p)
+{
+	struct fs_cache *c = &fs->cache;
+
+	p->owner = NULL;
+	p->busy = 0;
+	if (c->nring > c->limit) {
+		frame_free(fs, p);
+		return;
+	}
+	p->hnext = c->free;
+	c->free = p;
+}
+
+/* ---- 3. eviction ------------------------------------------------------------------ */
+
+/*
+ * Run the clock for a clean, idle frame; cache.lock held, self->mu held.
+ * Pages of other files are taken only when their file's lock is free right
+ * now (trylock): the evictor never waits while holding cache.lock.
+ */
+static struct fs_page *evict(struct zvfs_fs *fs, struct zvfs_file *self)
+{
+	struct fs_cache *c = &fs->cache;
+
+	for (uint64_t n = 0; n < 2ull * c->nring; n++) {
+		struct fs_page *p = c->ring[c->hand];
+		struct zvfs_file *o = p->owner;
+
+		if (++c->hand >= c->nring)
+			c->hand = 0;
+		if (!o)
+			continue;
+		if (atomic_exchange_explicit(&p->ref, 0, memory_order_relaxed))
+			continue;
+		if (o == self) {
+			if (p->busy || p->dirty)
+				continue;
+			index_remove(o, p);
+		} else {
+			if (pthread_mutex_trylock(&o->mu))
+				continue;
+			if (p->busy || p->dirty) {
+				pthread_mutex_unlock(&o->mu);
+				continue;
+			}
+			index_remove(o, p);
+			pthread_mutex_unlock(&o->mu);
+		}
+		p->owner = NULL;
+		atomic_fetch_sub(&c->held, 1);
+		return p;
+	}
+	return NULL;
+}
+
+struct fs_page *fs_page_get(struct zvfs_file *f, uint64_t idx)
+{
+	struct zvfs_fs *fs = f->fs;
+	struct fs_cache *c = &fs->cache;
+	struct fs_page *p;
+
+	if (f->npages >= 2 * f->nbuckets)
+		index_grow(f);
+	pthread_mutex_lock(&c->lock);
+	p = c->free;
+	if (p) {
+		c->free = p->hnext;
+	} else if (c->nring < c->limit) {
+		p = frame_new(fs);
+	} else {
+		p = evict(fs, f);
+		if (p && c->nring > c->limit) {
+			/* over budget from an earlier squeeze: give one more back */
+			struct fs_page *q = evict(fs, f);
+
+			if (q)
+				frame_free(fs, q);
+		}
+	}
+	if (!p && f->ndirty) {
+		/* our own dirty pages block the clock: write them back, then retry */
+		pthread_mutex_unlock(&c->lock);
+		fs_writeback_locked(f, 0, UINT64_MAX);
+		pthread_mutex_lock(&c->lock);
+		p = c->free;
+		if (p)
+			c->free = p->hnext;
+		else
+			p = evict(fs, f);
+	}
+	if (!p) /* everything dirty or busy: go over budget rather than fail */
+		p = frame_new(fs);
+	if (!p) {
+		pthread_mutex_unlock(&c->lock);
+		return NULL;
+	}
+	p->owner = f;
+	p->idx = idx;
+	p->dirty = 0;
+	p->busy = 1;
+	atomic_store_explicit(&p->ref, 1, memory_order_relaxed);
+	atomic_fetch_add(&c->held, 1);
+	pthread_mutex_unlock(&c->lock);
+	index_insert(f, p);
+	return p;
+}
+
+void fs_page_set_dirty(struct zvfs_file *f, struct fs_page *p)
+{
+	if (p->dirty)
+		return;
+	p->dirty = 1;
+	p->dprev = NULL;
+	p->dnext = f->dirty;
+	if (f->dirty)
+		f->dirty->dprev = p;
+	f->dirty = p;
+	f->ndirty++;
+	atomic_fetch_add(&f->fs->cache.dirty, 1);
+}
+
+void fs_page_clear_dirty(struct zvfs_file *f, struct fs_page *p)
+{
+	if (!p->dirty)
+		return;
+	p->dirty = 0;
+	if (p->dprev)
+		p->dprev->dnext = p->dnext;
+	else
+		f->dirty = p->dnext;
+	if (p->dnext)
+		p->dnext->dprev = p->dprev;
+	p->dprev = p->dnext = NULL;
+	f->ndirty--;
+	atomic_fetch_sub(&f->fs->cache.dirty, 1);
+}
+
+void fs_page_put(struct zvfs_file *f, struct fs_page *p)
+{
+	struct fs_cache *c = &f->fs->cache;
+
+	fs_page_clear_dirty(f, p);
+	index_remove(f, p);
+	pthread_mutex_lock(&c->lock);
+	frame_release(f->fs, p);
+	atomic_fetch_sub(&c->held, 1);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void fs_file_drop_all(struct zvfs_file *f)
+{
+	struct fs_cache *c = &f->fs->cache;
+
+	if (!f->buckets)
+		return;
+	pthread_mutex_lock(&c->lock);
+	for (uint32_t i = 0; i < f->nbuckets; i++) {
+		struct fs_page *p = f->buckets[i], *n;
+
+		for (; p; p = n) {
+			n = p->hnext;
+			if (p->dirty) {
+				p->dirty = 0;
+				p->dprev = p->dnext = NULL;
+				f->ndirty--;
+				atomic_fetch_sub(&c->dirty, 1);
+			}
+			frame_release(f->fs, p);
+			atomic_fetch_sub(&c->held, 1);
+		}
+		f->buckets[i] = NULL;
+	}
+	f->npages = 0;
+	f->dirty = NULL;
+	pthread_mutex_unlock(&c->lock);
+}
