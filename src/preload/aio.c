@@ -1,3 +1,531 @@
 /* SPDX-License-Identifier: MIT */
-/* aio.c: being written (see preload.h). */
+/*
+ * aio.c - libaio (io_setup, io_submit, io_getevents, io_cancel, io_destroy)
+ * for iocbs that name ZVFS descriptors.
+ *
+ * The kernel cannot run an iocb on a ZVFS fd (the data is not in the
+ * placeholder), so such an iocb is executed at submit time through this
+ * library's pread64/pwrite64/preadv64/pwritev64/fsync/fdatasync wrappers,
+ * and its completion is queued on the context in user space.  iocbs for any
+ * other fd still go to the real io_submit, in submission order.  io_getevents
+ * hands out queued ZVFS completions first, then kernel ones; it only blocks in
+ * the kernel while kernel iocbs of the context are outstanding (counted
+ * here), and otherwise waits on a condition variable, so a thread waiting for
+ * ZVFS completions submitted by another thread is woken by that submit.
+ *
+ * Like libaio, every function returns 0 / a count, or a negative errno.
+ *
+ * Map:
+ *   real_*()            the real libaio entry points (or the system call)
+ *   struct actx, ctx_*  per-context state: queued events, kernel iocbs out
+ *   run_iocb()          executes one ZVFS iocb
+ *   io_setup ... io_cancel, zp_aio_after_fork
+ *
+ * Limits: a program that reaps kernel completions straight from the ring
+ * (fio userspace_reap=1) bypasses io_getevents and cannot see ZVFS events;
+ * io_uring is invisible to any preload library.
+ */
+#include <libaio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+
 #include "preload/preload.h"
+
+/* linux/aio_abi.h: iocb->u.c.flags bit asking for an eventfd notification. */
+#define IOCB_FLAG_RESFD (1 << 0)
+
+/* ---- real entry points ------------------------------------------------------- */
+
+/*
+ * The table has NULL when libaio was not loaded at resolve time; the libaio
+ * functions are thin wrappers of these system calls, so those stand in.
+ */
+static int real_setup(int nr, io_context_t *ctxp)
+{
+	if (ZP_REAL(io_setup) != NULL)
+		return zp_real.io_setup(nr, (void **)ctxp);
+	return syscall(SYS_io_setup, nr, ctxp) < 0 ? -errno : 0;
+}
+
+static int real_destroy(io_context_t ctx)
+{
+	if (ZP_REAL(io_destroy) != NULL)
+		return zp_real.io_destroy(ctx);
+	return syscall(SYS_io_destroy, ctx) < 0 ? -errno : 0;
+}
+
+static int real_submit(io_context_t ctx, long nr, struct iocb **ios)
+{
+	long r;
+
+	if (ZP_REAL(io_submit) != NULL)
+		return zp_real.io_submit(ctx, nr, (void **)ios);
+	r = syscall(SYS_io_submit, ctx, nr, ios);
+	return r < 0 ? -errno : (int)r;
+}
+
+static int real_getevents(io_context_t ctx, long min_nr, long nr, struct io_event *ev,
+			  struct timespec *timeout)
+{
+	long r;
+
+	if (ZP_REAL(io_getevents) != NULL)
+		return zp_real.io_getevents(ctx, min_nr, nr, ev, timeout);
+	r = syscall(SYS_io_getevents, ctx, min_nr, nr, ev, timeout);
+	return r < 0 ? -errno : (int)r;
+}
+
+static int real_cancel(io_context_t ctx, struct iocb *iocb, struct io_event *ev)
+{
+	if (ZP_REAL(io_cancel) != NULL)
+		return zp_real.io_cancel(ctx, iocb, ev);
+	return syscall(SYS_io_cancel, ctx, iocb, ev) < 0 ? -errno : 0;
+}
+
+/* ---- contexts ---------------------------------------------------------------- */
+
+struct actx {
+	io_context_t ctx;
+	struct actx *next;
+	pthread_cond_t cond; /* signalled when events are queued or the context goes */
+	struct io_event *ev; /* ring of queued ZVFS completions */
+	size_t cap, head, count;
+	size_t reserved; /* slots held by ZVFS iocbs running now */
+	long kernel_out; /* iocbs accepted by the kernel and not yet reaped */
+	int users;	 /* io_getevents calls inside; with reserved, keeps a dead context */
+	bool dead;	 /* io_destroy'ed */
+};
+
+static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct actx *ctx_list;
+
+static struct actx *ctx_find(io_context_t ctx)
+{
+	struct actx *a;
+
+	for (a = ctx_list; a != NULL; a = a->next)
+		if (a->ctx == ctx && !a->dead)
+			return a;
+	return NULL;
+}
+
+/* The state of ctx, created if absent (a context made before we saw it). */
+static struct actx *ctx_get(io_context_t ctx)
+{
+	struct timespec zero = {0, 0};
+	struct actx *a = ctx_find(ctx);
+	pthread_condattr_t attr;
+
+	if (a != NULL)
+		return a;
+	/*
+	 * Not set up through us: make sure the kernel knows the context (an
+	 * invalid one gets -EINVAL from the kernel, so must get it here too).
+	 */
+	if (syscall(SYS_io_getevents, ctx, 0L, 0L, NULL, &zero) < 0)
+		return NULL;
+	a = calloc(1, sizeof(*a));
+	if (a == NULL)
+		return NULL;
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&a->cond, &attr);
+	pthread_condattr_destroy(&attr);
+	a->ctx = ctx;
+	a->next = ctx_list;
+	ctx_list = a;
+	return a;
+}
+
+static void ctx_unlink_free(struct actx *a)
+{
+	struct actx **pp;
+
+	for (pp = &ctx_list; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == a) {
+			*pp = a->next;
+			break;
+		}
+	}
+	pthread_cond_destroy(&a->cond);
+	free(a->ev);
+	free(a);
+}
+
+/* Double the event ring (lock held). */
+static int ctx_grow(struct actx *a)
+{
+	size_t cap = a->cap ? a->cap * 2 : 64;
+	struct io_event *ev = malloc(cap * sizeof(*ev));
+	size_t i;
+
+	if (ev == NULL)
+		return -EAGAIN;
+	for (i = 0; i < a->count; i++)
+		ev[i] = a->ev[(a->head + i) % a->cap];
+	free(a->ev);
+	a->ev = ev;
+	a->cap = cap;
+	a->head = 0;
+	return 0;
+}
+
+static long ctx_pop(struct actx *a, struct io_event *out, long max)
+{
+	long n = 0;
+
+	while (n < max && a->count > 0) {
+		out[n++] = a->ev[a->head];
+		a->head = (a->head + 1) % a->cap;
+		a->count--;
+	}
+	return n;
+}
+
+/* ---- ZVFS iocbs ---------------------------------------------------------------- */
+
+/* Result of one iocb as the kernel reports it: a count or -errno. */
+static long run_iocb(const struct iocb *io)
+{
+	int fd = io->aio_fildes;
+	int rwf = (int)io->aio_rw_flags;
+	ssize_t r;
+
+	switch (io->aio_lio_opcode) {
+	case IO_CMD_PREAD:
+	case IO_CMD_PWRITE: {
+		struct iovec v = {io->u.c.buf, io->u.c.nbytes};
+
+		if (io->aio_lio_opcode == IO_CMD_PREAD)
+			r = rwf ? preadv64v2(fd, &v, 1, io->u.c.offset, rwf)
+				: pread64(fd, v.iov_base, v.iov_len, io->u.c.offset);
+		else
+			r = rwf ? pwritev64v2(fd, &v, 1, io->u.c.offset, rwf)
+				: pwrite64(fd, v.iov_base, v.iov_len, io->u.c.offset);
+		break;
+	}
+	case IO_CMD_PREADV:
+		r = preadv64v2(fd, io->u.v.vec, (int)io->u.v.nr, io->u.v.offset, rwf);
+		break;
+	case IO_CMD_PWRITEV:
+		r = pwritev64v2(fd, io->u.v.vec, (int)io->u.v.nr, io->u.v.offset, rwf);
+		break;
+	case IO_CMD_FSYNC:
+		r = fsync(fd);
+		break;
+	case IO_CMD_FDSYNC:
+		r = fdatasync(fd);
+		break;
+	default:
+		return -EINVAL;
+	}
+	return r < 0 ? -errno : r;
+}
+
+static bool iocb_is_zvfs(const struct iocb *io)
+{
+	struct zp_ofd *ofd = zp_fd_get(io->aio_fildes);
+
+	if (ofd == NULL)
+		return false;
+	zp_ofd_put(ofd);
+	return true;
+}
+
+/*
+ * Run a ZVFS iocb and queue its completion on ctx.  Room in the queue is
+ * reserved first, so an iocb that ran is never reported as not submitted.
+ */
+static int submit_zvfs(io_context_t ctx, struct iocb *io)
+{
+	int saved = errno;
+	struct io_event e = {.data = io->data, .obj = io};
+	struct actx *a;
+	int r = 0;
+
+	pthread_mutex_lock(&ctx_lock);
+	a = ctx_get(ctx);
+	if (a == NULL)
+		r = -EINVAL;
+	else if (a->count + a->reserved == a->cap)
+		r = ctx_grow(a);
+	if (r == 0)
+		a->reserved++;
+	pthread_mutex_unlock(&ctx_lock);
+	if (r < 0)
+		return r;
+
+	e.res = (unsigned long)run_iocb(io);
+	errno = saved;
+
+	pthread_mutex_lock(&ctx_lock);
+	/* a stays allocated while reserved: io_destroy leaves it to us then. */
+	a->reserved--;
+	if (!a->dead) {
+		a->ev[(a->head + a->count) % a->cap] = e;
+		a->count++;
+		pthread_cond_broadcast(&a->cond);
+	} else if (a->reserved == 0 && a->users == 0) {
+		ctx_unlink_free(a);
+	}
+	pthread_mutex_unlock(&ctx_lock);
+
+	if (io->u.c.flags & IOCB_FLAG_RESFD) {
+		uint64_t one = 1;
+
+		/* The eventfd counts completions, as the kernel's would. */
+		if (write((int)io->u.c.resfd, &one, sizeof(one)) < 0)
+			ZVFS_WARN("io_submit: eventfd %u: %s", io->u.c.resfd, strerror(errno));
+		errno = saved;
+	}
+	return 0;
+}
+
+/* ---- entry points ---------------------------------------------------------------- */
+
+ZP_EXPORT int io_setup(int maxevents, io_context_t *ctxp)
+{
+	int r;
+
+	if (zp_bypass())
+		return real_setup(maxevents, ctxp);
+	r = real_setup(maxevents, ctxp);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&ctx_lock);
+	/* Created eagerly so submit seldom allocates; a failure here is retried there. */
+	ctx_get(*ctxp);
+	pthread_mutex_unlock(&ctx_lock);
+	return r;
+}
+
+ZP_EXPORT int io_destroy(io_context_t ctx)
+{
+	struct actx *a;
+
+	if (!zp_bypass()) {
+		pthread_mutex_lock(&ctx_lock);
+		a = ctx_find(ctx);
+		if (a != NULL) {
+			a->dead = true;
+			pthread_cond_broadcast(&a->cond);
+			if (a->users == 0 && a->reserved == 0)
+				ctx_unlink_free(a);
+		}
+		pthread_mutex_unlock(&ctx_lock);
+	}
+	return real_destroy(ctx);
+}
+
+/* Account n iocbs accepted by the kernel on ctx. */
+static void kernel_accepted(io_context_t ctx, int n)
+{
+	struct actx *a;
+
+	if (n <= 0)
+		return;
+	pthread_mutex_lock(&ctx_lock);
+	a = ctx_get(ctx);
+	if (a != NULL) {
+		a->kernel_out += n;
+		/* A waiter on the condition variable must now wait in the kernel. */
+		pthread_cond_broadcast(&a->cond);
+	}
+	pthread_mutex_unlock(&ctx_lock);
+}
+
+ZP_EXPORT int io_submit(io_context_t ctx, long nr, struct iocb *ios[])
+{
+	long i, start, done = 0;
+	int r;
+
+	if (zp_bypass() || nr <= 0) {
+		r = real_submit(ctx, nr, ios);
+		/*
+		 * Counted even here (before the library is ready): io_getevents
+		 * must never believe the kernel has nothing of this context.
+		 */
+		if (r > 0 && zp_cfg.enabled)
+			kernel_accepted(ctx, r);
+		return r;
+	}
+	/* Runs of non-ZVFS iocbs go to the kernel as one call, in order. */
+	for (start = i = 0; i <= nr; i++) {
+		if (i < nr && !iocb_is_zvfs(ios[i]))
+			continue;
+		if (i > start) {
+			r = real_submit(ctx, i - start, ios + start);
+			if (r < 0)
+				return done > 0 ? (int)done : r;
+			kernel_accepted(ctx, r);
+			done += r;
+			if (r < i - start)
+				return (int)done;
+		}
+		if (i < nr) {
+			r = submit_zvfs(ctx, ios[i]);
+			if (r < 0)
+				return done > 0 ? (int)done : r;
+			done++;
+		}
+		start = i + 1;
+	}
+	return (int)done;
+}
+
+static void deadline_after(struct timespec *dl, const struct timespec *rel)
+{
+	clock_gettime(CLOCK_MONOTONIC, dl);
+	dl->tv_sec += rel->tv_sec;
+	dl->tv_nsec += rel->tv_nsec;
+	if (dl->tv_nsec >= 1000000000L) {
+		dl->tv_sec++;
+		dl->tv_nsec -= 1000000000L;
+	}
+}
+
+/* Time left until dl (zero when past). */
+static struct timespec time_left(const struct timespec *dl)
+{
+	struct timespec now, left;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	left.tv_sec = dl->tv_sec - now.tv_sec;
+	left.tv_nsec = dl->tv_nsec - now.tv_nsec;
+	if (left.tv_nsec < 0) {
+		left.tv_sec--;
+		left.tv_nsec += 1000000000L;
+	}
+	if (left.tv_sec < 0)
+		left.tv_sec = left.tv_nsec = 0;
+	return left;
+}
+
+/*
+ * Kernel completions of a (lock held on entry and return), at least min_nr
+ * of them, waiting at most *timeout (NULL: forever).  Returns a count or -errno.
+ */
+static int reap_kernel(struct actx *a, long min_nr, long nr, struct io_event *ev,
+		       struct timespec *timeout)
+{
+	int r;
+
+	if (min_nr > a->kernel_out)
+		min_nr = a->kernel_out;
+	pthread_mutex_unlock(&ctx_lock);
+	r = real_getevents(a->ctx, min_nr, nr, ev, timeout);
+	pthread_mutex_lock(&ctx_lock);
+	if (r > 0)
+		a->kernel_out = a->kernel_out > r ? a->kernel_out - r : 0;
+	return r;
+}
+
+ZP_EXPORT int io_getevents(io_context_t ctx, long min_nr, long nr, struct io_event *events,
+			   struct timespec *timeout)
+{
+	struct timespec dl, left, zero = {0, 0};
+	struct actx *a;
+	long n = 0;
+	int r = 0;
+
+	if (zp_bypass())
+		return real_getevents(ctx, min_nr, nr, events, timeout);
+	if (min_nr < 0 || nr < 0 || min_nr > nr)
+		return -EINVAL;
+	if (timeout != NULL) {
+		if (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= 1000000000L)
+			return -EINVAL;
+		deadline_after(&dl, timeout);
+	}
+	pthread_mutex_lock(&ctx_lock);
+	a = ctx_find(ctx);
+	if (a == NULL) {
+		pthread_mutex_unlock(&ctx_lock);
+		return real_getevents(ctx, min_nr, nr, events, timeout);
+	}
+	a->users++;
+	for (;;) {
+		n += ctx_pop(a, events + n, nr - n);
+		if (a->dead) {
+			/* io_destroy'ed meanwhile: as the kernel says of a dead context. */
+			r = -EINVAL;
+			break;
+		}
+		if (n >= min_nr) {
+			/* Hand out kernel completions already there, without waiting. */
+			if (n < nr && a->kernel_out > 0) {
+				r = reap_kernel(a, 0, nr - n, events + n, &zero);
+				n += r > 0 ? r : 0;
+			}
+			break;
+		}
+		if (a->kernel_out > 0) {
+			if (timeout != NULL)
+				left = time_left(&dl);
+			r = reap_kernel(a, min_nr - n, nr - n, events + n,
+					timeout != NULL ? &left : NULL);
+			if (r < 0)
+				break;
+			n += r;
+			/*
+			 * Short of min_nr: the deadline passed, or fewer kernel
+			 * iocbs were out than needed and the rest must be ZVFS
+			 * completions from other threads.
+			 */
+			if (n < min_nr && timeout != NULL) {
+				left = time_left(&dl);
+				if (left.tv_sec == 0 && left.tv_nsec == 0) {
+					n += ctx_pop(a, events + n, nr - n);
+					break;
+				}
+			}
+			continue;
+		}
+		if (timeout == NULL) {
+			pthread_cond_wait(&a->cond, &ctx_lock);
+		} else if (pthread_cond_timedwait(&a->cond, &ctx_lock, &dl) == ETIMEDOUT) {
+			n += ctx_pop(a, events + n, nr - n);
+			break;
+		}
+	}
+	if (--a->users == 0 && a->reserved == 0 && a->dead)
+		ctx_unlink_free(a);
+	pthread_mutex_unlock(&ctx_lock);
+	if (n == 0 && r < 0)
+		return r;
+	return (int)n;
+}
+
+ZP_EXPORT int io_cancel(io_context_t ctx, struct iocb *iocb, struct io_event *evt)
+{
+	int r;
+
+	/* A ZVFS iocb completed at submit time: nothing in flight to cancel. */
+	if (!zp_bypass() && iocb_is_zvfs(iocb))
+		return -EINVAL;
+	r = real_cancel(ctx, iocb, evt);
+	if (r == 0 && !zp_bypass()) {
+		/* Old kernels hand the event back here instead of through the ring. */
+		struct actx *a;
+
+		pthread_mutex_lock(&ctx_lock);
+		a = ctx_find(ctx);
+		if (a != NULL && a->kernel_out > 0)
+			a->kernel_out--;
+		pthread_mutex_unlock(&ctx_lock);
+	}
+	return r;
+}
+
+void zp_aio_after_fork(void)
+{
+	/*
+	 * The child has none of the parent's kernel contexts, and another
+	 * thread may have held the lock at fork: start empty, leaking the
+	 * parent's few bytes rather than touching state that may be mid-update.
+	 */
+	pthread_mutex_init(&ctx_lock, NULL);
+	ctx_list = NULL;
+}
