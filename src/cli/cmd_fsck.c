@@ -3,7 +3,9 @@
  * zvfs fsck: an independent check of a blobstore at the format level (FORMAT.md §15).  It
  * reads the super block and the whole metadata region itself and trusts neither the masks
  * nor the engine's loader; only --repair calls the engine (a force_recover load and a clean
- * unload rebuild the masks).
+ * unload rebuild the masks).  With --mount DIR it also checks the file level (zvfs/fs.h):
+ * every placeholder's xattr against the blob it names, and blobs of files no placeholder
+ * names (orphans); that part loads the store through the engine (read-only unless --repair).
  *
  * Map of this file:
  *   1. state, problem reporting
@@ -11,19 +13,26 @@
  *   3. blobs: roots, chains, descriptors, extent pages, cluster ownership
  *   4. unreachable pages (orphans)
  *   5. masks (clean stores only)
- *   6. repair, command
+ *   6. files (--mount): placeholders, generations, back-references, orphan blobs
+ *   7. repair, command
  *
  * Policy (docs/tools.md): errors are corruption; warnings are things a crash leaves behind
- * normally (stale pages with a valid CRC that no blob reaches) and do not change the exit
- * status unless --repair removes them.
+ * normally (stale pages with a valid CRC that no blob reaches, blobs of files that no file
+ * names) or that need a person (data in a placeholder), and do not change the exit status
+ * unless --repair removes them.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,6 +40,7 @@
 #include "blob/format.h"
 #include "cli/cmd.h"
 #include "zvfs/blob.h"
+#include "zvfs/fs.h"
 
 /* ---- 1. state, problem reporting ------------------------------------------------------------ */
 
@@ -64,6 +74,7 @@ struct fsck {
 	unsigned group_lines; /* lines printed for the current blob / mask */
 	uint64_t errors, warnings, blobs, bad_blobs, garbage_pages;
 	uint64_t mask_errors;
+	uint64_t files, zfiles, file_errors, orphan_blobs; /* the file level (--mount) */
 	bool first_json;
 };
 
@@ -519,7 +530,560 @@ out:
 	return rc;
 }
 
-/* ---- 6. repair, command ---------------------------------------------------------------------- */
+/* ---- 6. files -------------------------------------------------------------------------------- */
+
+/*
+ * A file's blob as the store describes it: the blob xattrs of zvfs/fs.h.  Blobs without
+ * "zvfs.gen" (the super blob, blobs of other users of the store) are not files and are not
+ * listed.
+ */
+struct fblob {
+	zvfs_blob_id id;
+	uint64_t gen, size, dev, ino;
+	bool have_ino; /* "zvfs.ino" present and well-formed */
+	bool named;    /* a placeholder with the right generation and inode names it */
+};
+
+/*
+ * A placeholder --repair changes: taken out of service (renamed to NAME.zvfs-lost), or, for a
+ * good one, its Linux size set to the logical size (resize).
+ */
+struct fixup {
+	char *path;
+	bool resize;
+	uint64_t size;
+};
+
+struct files {
+	struct fsck *f;
+	struct zvfs_bs *bs;
+	char store_id[37];   /* "" when the store has no UUID yet (no file was ever created) */
+	struct fblob *blobs; /* in id order (zvfs_bs_next_blob()), for bsearch */
+	size_t nblobs;
+	struct fixup *fix; /* what --repair will do, applied after the walk */
+	size_t nfix, fix_cap;
+	uint64_t files, zfiles, file_errors, orphans, deleted, renamed, resized, repair_failed;
+	int op_err; /* an operational error stops the walk: -errno */
+};
+
+/* nftw(3) has no argument for its callback. */
+static struct files *walk_files;
+
+static uint64_t le64_at(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static int hex_val(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static bool parse_hex64(const char *p, uint64_t *v)
+{
+	*v = 0;
+	for (int i = 0; i < 16; i++) {
+		int h = hex_val(p[i]);
+
+		if (h < 0)
+			return false;
+		*v = *v << 4 | (uint64_t)h;
+	}
+	return true;
+}
+
+static bool uuid_ok(const char *p)
+{
+	for (int i = 0; i < 36; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+		if (dash ? p[i] != '-' : hex_val(p[i]) < 0)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * The placeholder xattr "zvfs1 <uuid> <blob id, 16 hex> <gen, 16 hex>" (zvfs/fs.h), parsed
+ * here rather than by zvfs_fs_xattr_parse() so that fsck checks the format independently of
+ * the file layer it checks, as the format-level part does for the blobstore.
+ */
+#define XATTR_LEN (6 + 36 + 1 + 16 + 1 + 16)
+static int parse_placeholder(const char *v, size_t len, char sid[37], uint64_t *id, uint64_t *gen)
+{
+	/* a trailing NUL (tools that store C strings) is accepted, as by the file layer */
+	if (len == XATTR_LEN + 1 && v[XATTR_LEN] == '\0')
+		len--;
+	if (len != XATTR_LEN || memcmp(v, "zvfs1 ", 6) != 0 || !uuid_ok(v + 6) || v[42] != ' ' ||
+	    !parse_hex64(v + 43, id) || v[59] != ' ' || !parse_hex64(v + 60, gen))
+		return -EUCLEAN;
+	memcpy(sid, v + 6, 36);
+	sid[36] = '\0';
+	return 0;
+}
+
+/* The store's UUID: "zvfs.store_uuid" of the super blob, 36 characters (or 16 raw bytes). */
+static int store_uuid(struct files *fs)
+{
+	zvfs_blob_id super = zvfs_bs_get_super(fs->bs);
+	struct zvfs_blob *b;
+	uint8_t v[64];
+	int n, rc;
+
+	fs->store_id[0] = '\0';
+	if (super == ZVFS_BLOBID_INVALID)
+		return 0;
+	rc = zvfs_blob_open(fs->bs, super, &b);
+	if (rc < 0)
+		return rc;
+	n = zvfs_blob_get_xattr(b, "zvfs.store_uuid", v, sizeof(v), false);
+	zvfs_blob_close(b);
+	if (n == -ENOENT)
+		return 0;
+	if (n < 0)
+		return n;
+	if ((n == 36 || (n == 37 && v[36] == '\0')) && uuid_ok((const char *)v)) {
+		memcpy(fs->store_id, v, 36);
+		fs->store_id[36] = '\0';
+	} else if (n == 16) {
+		snprintf(fs->store_id, sizeof(fs->store_id),
+			 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+			 v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11],
+			 v[12], v[13], v[14], v[15]);
+	} else {
+		report(fs->f, SEV_ERROR,
+		       "super blob 0x%" PRIx64 ": malformed zvfs.store_uuid (%d bytes): every "
+		       "file will look foreign",
+		       super, n);
+	}
+	return 0;
+}
+
+/* Read one blob's file xattrs; 1 = a file's blob (filled in), 0 = not a file. */
+static int read_fblob(struct files *fs, zvfs_blob_id id, struct fblob *fb)
+{
+	struct zvfs_blob *b;
+	uint8_t v[16];
+	int n, rc;
+
+	rc = zvfs_blob_open(fs->bs, id, &b);
+	if (rc < 0) {
+		fs->f->group_lines = 0;
+		report(fs->f, SEV_WARN, "blob 0x%" PRIx64 ": cannot open it (%s): not checked", id,
+		       strerror(-rc));
+		return 0;
+	}
+	memset(fb, 0, sizeof(*fb));
+	fb->id = id;
+	rc = 0;
+	n = zvfs_blob_get_xattr(b, "zvfs.gen", v, sizeof(v), false);
+	if (n == -ENOENT)
+		goto out;
+	fs->f->group_lines = 0;
+	if (n != 8) {
+		report(fs->f, SEV_ERROR, "blob 0x%" PRIx64 ": malformed zvfs.gen (%d)", id, n);
+		goto out;
+	}
+	fb->gen = le64_at(v);
+	n = zvfs_blob_get_xattr(b, "zvfs.size", v, sizeof(v), false);
+	if (n == 8)
+		fb->size = le64_at(v);
+	else
+		report(fs->f, SEV_ERROR, "blob 0x%" PRIx64 ": zvfs.size missing or malformed (%d)",
+		       id, n);
+	n = zvfs_blob_get_xattr(b, "zvfs.ino", v, sizeof(v), false);
+	if (n == 16) {
+		fb->dev = le64_at(v);
+		fb->ino = le64_at(v + 8);
+		fb->have_ino = true;
+	} else {
+		report(fs->f, SEV_ERROR, "blob 0x%" PRIx64 ": zvfs.ino missing or malformed (%d)",
+		       id, n);
+	}
+	rc = 1;
+out:
+	zvfs_blob_close(b);
+	return rc;
+}
+
+static int load_fblobs(struct files *fs)
+{
+	zvfs_blob_id id = ZVFS_BLOBID_INVALID, super = zvfs_bs_get_super(fs->bs);
+	size_t cap = 0;
+
+	fs->nblobs = 0;
+	while (zvfs_bs_next_blob(fs->bs, id, &id) == 0) {
+		if (fs->nblobs == cap) {
+			struct fblob *nb;
+
+			cap = cap ? cap * 2 : 64;
+			nb = realloc(fs->blobs, cap * sizeof(*nb));
+			if (!nb)
+				return -ENOMEM;
+			fs->blobs = nb;
+		}
+		if (id != super && read_fblob(fs, id, &fs->blobs[fs->nblobs]) == 1)
+			fs->nblobs++;
+	}
+	return 0;
+}
+
+static int cmp_fblob(const void *key, const void *elem)
+{
+	zvfs_blob_id k = *(const zvfs_blob_id *)key, e = ((const struct fblob *)elem)->id;
+
+	return k < e ? -1 : k > e;
+}
+
+static struct fblob *find_fblob(struct files *fs, zvfs_blob_id id)
+{
+	return bsearch(&id, fs->blobs, fs->nblobs, sizeof(*fs->blobs), cmp_fblob);
+}
+
+/* Remember @path for --repair. */
+static void add_fixup(struct files *fs, const char *path, bool resize, uint64_t size)
+{
+	if (fs->nfix == fs->fix_cap) {
+		size_t cap = fs->fix_cap ? fs->fix_cap * 2 : 16;
+		struct fixup *l = realloc(fs->fix, cap * sizeof(*l));
+
+		if (!l) {
+			fs->op_err = -ENOMEM;
+			return;
+		}
+		fs->fix = l;
+		fs->fix_cap = cap;
+	}
+	fs->fix[fs->nfix].path = strdup(path);
+	if (!fs->fix[fs->nfix].path) {
+		fs->op_err = -ENOMEM;
+		return;
+	}
+	fs->fix[fs->nfix].resize = resize;
+	fs->fix[fs->nfix].size = size;
+	fs->nfix++;
+}
+
+/* A placeholder whose xattr cannot name this store's data: an error, and --repair's to fix. */
+static __attribute__((format(printf, 3, 4))) void lost_file(struct files *fs, const char *path,
+							    const char *fmt, ...)
+{
+	char why[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	fs->file_errors++;
+	fs->f->group_lines = 0;
+	report(fs->f, SEV_ERROR, "file %s: %s", path, why);
+	add_fixup(fs, path, false, 0);
+}
+
+/*
+ * Does the placeholder hold data?  It never should (DESIGN.md D5): bytes there were written
+ * past the library and no ZVFS read sees them.  SEEK_DATA, not st_blocks: an xattr too big for
+ * the inode takes a block of its own on ext4.
+ */
+static bool placeholder_has_data(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	bool data;
+
+	if (fd < 0)
+		return false;
+	data = lseek(fd, 0, SEEK_DATA) >= 0;
+	close(fd);
+	return data;
+}
+
+static void check_file(struct files *fs, const char *path, const struct stat *st)
+{
+	char v[ZVFS_FS_XATTR_MAX + 1], sid[37];
+	uint64_t id, gen;
+	struct fblob *b;
+	ssize_t n;
+
+	fs->files++;
+	n = lgetxattr(path, ZVFS_FS_XATTR, v, sizeof(v));
+	if (n < 0 && (errno == ENODATA || errno == ENOTSUP))
+		return; /* a plain Linux file (passthrough) */
+	fs->f->group_lines = 0;
+	if (n < 0 && errno == ERANGE) {
+		n = (ssize_t)sizeof(v); /* longer than any valid value: malformed below */
+	} else if (n < 0) {
+		report(fs->f, SEV_WARN, "file %s: cannot read its xattr (%s): not checked", path,
+		       strerror(errno));
+		return;
+	}
+	fs->zfiles++;
+	if (st->st_size > 0 && placeholder_has_data(path))
+		report(fs->f, SEV_WARN,
+		       "file %s: the placeholder holds data (written without the library?): no "
+		       "ZVFS read sees it; left alone",
+		       path);
+	if (parse_placeholder(v, (size_t)n, sid, &id, &gen) < 0) {
+		lost_file(fs, path, "malformed " ZVFS_FS_XATTR " (%zd bytes)", n);
+		return;
+	}
+	if (strcmp(sid, fs->store_id) != 0) {
+		lost_file(fs, path, "foreign: its xattr names store %s, not this one (%s)", sid,
+			  fs->store_id[0] ? fs->store_id : "no UUID yet");
+		return;
+	}
+	if (bad_blob_id(fs->f, id)) {
+		fs->file_errors++;
+		report(fs->f, SEV_ERROR,
+		       "file %s: its blob 0x%" PRIx64 " is damaged (see above); left alone", path,
+		       id);
+		return;
+	}
+	b = find_fblob(fs, id);
+	if (!b) {
+		lost_file(fs, path,
+			  "missing blob: its xattr names blob 0x%" PRIx64
+			  ", which is not a file's blob in this store",
+			  id);
+		return;
+	}
+	if (b->gen != gen) {
+		lost_file(fs, path,
+			  "stale xattr: blob 0x%" PRIx64 " has generation %016" PRIx64
+			  ", the xattr %016" PRIx64,
+			  id, b->gen, gen);
+		return;
+	}
+	if (!b->have_ino || b->dev != (uint64_t)st->st_dev || b->ino != (uint64_t)st->st_ino) {
+		lost_file(fs, path,
+			  "stale xattr: blob 0x%" PRIx64 " belongs to inode %" PRIu64 ":%" PRIu64
+			  ", this file is %" PRIu64 ":%" PRIu64
+			  " (a copy of another file's xattr?)",
+			  id, b->dev, b->ino, (uint64_t)st->st_dev, (uint64_t)st->st_ino);
+		return;
+	}
+	b->named = true;
+	if ((uint64_t)st->st_size != b->size) {
+		/* a crash after a write and before the close or fsync that sets it: ls -l is off */
+		report(fs->f, SEV_NOTE,
+		       "file %s: Linux size %" PRIu64 ", logical size %" PRIu64
+		       " (the placeholder's size is set at close and fsync)",
+		       path, (uint64_t)st->st_size, b->size);
+		add_fixup(fs, path, true, b->size);
+	}
+}
+
+static int walk_cb(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)ftw;
+	if (type == FTW_DNR || type == FTW_NS) {
+		walk_files->f->group_lines = 0;
+		report(walk_files->f, SEV_WARN, "%s: cannot read it: not checked", path);
+		return 0;
+	}
+	if (type == FTW_F && S_ISREG(st->st_mode))
+		check_file(walk_files, path, st);
+	return walk_files->op_err ? 1 : 0;
+}
+
+/* One "repair: ..." line per action; with --json a note in "problems", so stdout stays JSON. */
+static __attribute__((format(printf, 2, 3))) void repair_log(struct fsck *f, const char *fmt, ...)
+{
+	char line[PATH_MAX * 2 + 128];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (f->json) {
+		f->group_lines = 0;
+		report(f, SEV_NOTE, "repair: %s", line);
+	} else {
+		printf("repair: %s\n", line);
+	}
+}
+
+/* Rename @path to PATH.zvfs-lost (or .zvfs-lost.N if taken) and drop its xattr. */
+static int retire_file(struct fsck *f, const char *path)
+{
+	char *to = NULL;
+	int rc = -EEXIST;
+
+	for (int k = 0; k < 100 && rc == -EEXIST; k++) {
+		free(to);
+		to = NULL;
+		if ((k ? asprintf(&to, "%s.zvfs-lost.%d", path, k)
+		       : asprintf(&to, "%s.zvfs-lost", path)) < 0)
+			return -ENOMEM;
+		rc = renameat2(AT_FDCWD, path, AT_FDCWD, to, RENAME_NOREPLACE) ? -errno : 0;
+	}
+	if (rc == 0) {
+		if (lremovexattr(to, ZVFS_FS_XATTR) < 0 && errno != ENODATA)
+			rc = -errno;
+		repair_log(f, "file %s: renamed to %s, %s %s", path, to,
+			   rc ? "could not remove" : "removed", ZVFS_FS_XATTR);
+	}
+	free(to);
+	return rc;
+}
+
+static void files_free(struct files *fs)
+{
+	for (size_t i = 0; i < fs->nfix; i++)
+		free(fs->fix[i].path);
+	free(fs->fix);
+	free(fs->blobs);
+	fs->fix = NULL;
+	fs->blobs = NULL;
+	fs->nfix = fs->fix_cap = fs->nblobs = 0;
+}
+
+/*
+ * One pass over the file level: every DIR, then the orphans; with @repair, delete the orphan
+ * blobs and retire the placeholders that name no data.  Returns 0 or -errno (operational).
+ */
+static int files_pass(struct files *fs, char **mounts, int nmounts, bool repair)
+{
+	int rc;
+
+	fs->files = fs->zfiles = fs->file_errors = fs->orphans = 0;
+	rc = store_uuid(fs);
+	if (rc == 0)
+		rc = load_fblobs(fs);
+	if (rc < 0)
+		return rc;
+	walk_files = fs;
+	for (int m = 0; m < nmounts && !fs->op_err; m++)
+		/* FTW_PHYS: symlinks are not followed, so nothing outside the tree is judged */
+		if (nftw(mounts[m], walk_cb, 32, FTW_PHYS) < 0 && !fs->op_err)
+			fs->op_err = -errno;
+	walk_files = NULL;
+	if (fs->op_err)
+		return fs->op_err;
+	for (size_t i = 0; i < fs->nblobs; i++) {
+		if (fs->blobs[i].named)
+			continue;
+		fs->orphans++;
+		fs->f->group_lines = 0;
+		/* a crash between creating a blob and setting the xattr, or between unlinking
+		 * a placeholder and deleting its blob, leaves one: a warning, as orphan pages */
+		report(fs->f, SEV_WARN,
+		       "orphan blob 0x%" PRIx64 " (generation %016" PRIx64 ", %" PRIu64
+		       " bytes, inode %" PRIu64 ":%" PRIu64 "): no file under --mount names it",
+		       fs->blobs[i].id, fs->blobs[i].gen, fs->blobs[i].size, fs->blobs[i].dev,
+		       fs->blobs[i].ino);
+		if (!repair)
+			continue;
+		rc = zvfs_bs_delete_blob(fs->bs, fs->blobs[i].id);
+		if (rc < 0) {
+			cli_err("fsck: deleting an orphan blob", rc);
+			fs->repair_failed++;
+		} else {
+			repair_log(fs->f, "orphan blob 0x%" PRIx64 " deleted", fs->blobs[i].id);
+			fs->deleted++;
+		}
+	}
+	for (size_t i = 0; repair && i < fs->nfix; i++) {
+		if (fs->fix[i].resize) {
+			/* the placeholder holds no data: a sparse truncate only fixes st_size */
+			if (truncate(fs->fix[i].path, (off_t)fs->fix[i].size) < 0) {
+				fprintf(stderr, PROG ": fsck: %s: cannot set its size: %s\n",
+					fs->fix[i].path, strerror(errno));
+				fs->repair_failed++;
+			} else {
+				repair_log(fs->f,
+					   "file %s: Linux size set to the logical size %" PRIu64,
+					   fs->fix[i].path, fs->fix[i].size);
+				fs->resized++;
+			}
+			continue;
+		}
+		rc = retire_file(fs->f, fs->fix[i].path);
+		if (rc < 0) {
+			fprintf(stderr, PROG ": fsck: %s: cannot retire it: %s\n", fs->fix[i].path,
+				strerror(-rc));
+			fs->repair_failed++;
+		} else {
+			fs->renamed++;
+		}
+	}
+	return 0;
+}
+
+/*
+ * The file level: load the store (read-only unless @repair), check, and with @repair fix then
+ * check again.  Adds its problems to f's counters (after a repair: the second pass's only).
+ * Returns 0 or an fsck exit code for an operational failure.
+ */
+static int fsck_files(struct fsck *f, char **mounts, int nmounts, bool repair, bool *changed)
+{
+	uint64_t errors0 = f->errors, warnings0 = f->warnings;
+	struct files fs;
+	struct zvfs_bs_opts bo;
+	int rc, urc;
+
+	memset(&fs, 0, sizeof(fs));
+	fs.f = f;
+	for (int m = 0; m < nmounts; m++) {
+		struct stat st;
+
+		if (stat(mounts[m], &st) < 0 || !S_ISDIR(st.st_mode)) {
+			fprintf(stderr, PROG ": fsck: --mount %s: %s\n", mounts[m],
+				stat(mounts[m], &st) < 0 ? strerror(errno) : "not a directory");
+			return FSCK_OPERATIONAL;
+		}
+	}
+	zvfs_bs_opts_init(&bo);
+	bo.read_only = !repair;
+	rc = zvfs_bs_load(f->bdev, &bo, &fs.bs);
+	if (rc < 0) {
+		cli_err("fsck: loading the store for the file checks", rc);
+		return FSCK_OPERATIONAL;
+	}
+	rc = files_pass(&fs, mounts, nmounts, repair);
+	if (rc == 0 && (fs.deleted || fs.renamed || fs.resized)) {
+		*changed = true;
+		if (!f->json)
+			printf("repair: %" PRIu64 " orphan blobs deleted, %" PRIu64
+			       " files renamed to *.zvfs-lost, %" PRIu64
+			       " Linux sizes set; checking files again\n",
+			       fs.deleted, fs.renamed, fs.resized);
+		f->errors = errors0;
+		f->warnings = warnings0;
+		files_free(&fs);
+		rc = files_pass(&fs, mounts, nmounts, false);
+	}
+	if (rc < 0)
+		cli_err("fsck: checking files", rc);
+	else if (!f->json)
+		printf("files: %" PRIu64 " regular files, %" PRIu64 " ZVFS files, %" PRIu64
+		       " with errors, %" PRIu64 " orphan blobs\n",
+		       fs.files, fs.zfiles, fs.file_errors, fs.orphans);
+	f->files = fs.files;
+	f->zfiles = fs.zfiles;
+	f->file_errors = fs.file_errors;
+	f->orphan_blobs = fs.orphans;
+	files_free(&fs);
+	urc = zvfs_bs_unload(fs.bs);
+	if (urc < 0) {
+		cli_err("fsck: unloading the store", urc);
+		rc = rc ? rc : urc;
+	}
+	if (fs.repair_failed)
+		f->errors++;
+	return rc < 0 ? FSCK_OPERATIONAL : 0;
+}
+
+/* ---- 7. repair, command ---------------------------------------------------------------------- */
 
 static void fsck_free(struct fsck *f)
 {
@@ -628,6 +1192,27 @@ static int fsck_repair(struct fsck *f)
 	return zvfs_bs_unload(bs);
 }
 
+/* "process PID (COMM)" for the claim's holder; static storage. */
+static const char *holder_name(pid_t pid)
+{
+	static char name[128];
+	char path[64], comm[64] = "";
+	FILE *fp;
+
+	if (pid <= 0)
+		return "another process";
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	fp = fopen(path, "r");
+	if (fp) {
+		if (fgets(comm, sizeof(comm), fp))
+			comm[strcspn(comm, "\n")] = '\0';
+		fclose(fp);
+	}
+	snprintf(name, sizeof(name), "process %d%s%s%s", (int)pid, comm[0] ? " (" : "", comm,
+		 comm[0] ? ")" : "");
+	return name;
+}
+
 static void fsck_usage(FILE *fp)
 {
 	fprintf(fp,
@@ -635,7 +1220,9 @@ static void fsck_usage(FILE *fp)
 		"    zvfs fsck - check and repair a ZVFS blobstore\n"
 		"\n"
 		"SYNOPSIS\n"
-		"    zvfs fsck DEVICE [--repair | -n] [--progress | --no-progress] [--json]\n"
+		"    zvfs fsck DEVICE [--repair | -n] [--mount DIR]... [--progress | "
+		"--no-progress]\n"
+		"              [--json]\n"
 		"\n"
 		"DESCRIPTION\n"
 		"    Reads the super block and the whole metadata region of DEVICE and checks\n"
@@ -650,7 +1237,19 @@ static void fsck_usage(FILE *fp)
 		"    naming the blob, page or cluster: \"error:\" lines are corruption,\n"
 		"    \"warning:\" lines are leftovers a crash can leave (orphan pages) and do\n"
 		"    not change the exit status, \"note:\" lines are information.\n"
-		"    Without --repair the device is opened read-only.\n"
+		"    Without --repair the device is opened read-only.  A store in use by\n"
+		"    another process (ZVFS direct mode, zvfsd) is refused (exit 8).\n"
+		"\n"
+		"    With --mount DIR (repeatable) fsck also checks the files: it walks every\n"
+		"    DIR (not following symlinks) and, for each regular file carrying the\n"
+		"    user.zvfs.blob_id xattr, reports (error) a malformed xattr, a foreign file\n"
+		"    (another store's), a missing blob, and a stale xattr (the blob's\n"
+		"    generation or inode back-reference differs: a copied or restored file);\n"
+		"    then every file blob (one with zvfs.gen) that no file names: an orphan\n"
+		"    (warning: a crash between creating a blob and naming it, or between an\n"
+		"    unlink and the blob's deletion, leaves one).  The DIRs must hold every\n"
+		"    file of the store, or --repair deletes the data of the ones left out.\n"
+		"    Without --mount the file level is skipped (a note says so).\n"
 		"\n"
 		"OPTIONS\n"
 		"    -r, -y, --repair   fix what is safe: zero orphan md pages, then rebuild the\n"
@@ -659,6 +1258,11 @@ static void fsck_usage(FILE *fp)
 		"                       Clusters owned twice and broken chains are reported and\n"
 		"                       left alone (exit 4): the blob that loses is the engine's\n"
 		"                       \"bad blob\", kept for inspection, never deleted\n"
+		"                       With --mount: delete orphan blobs, rename files\n"
+		"                       naming no data here to NAME.zvfs-lost without the\n"
+		"                       xattr, set placeholders' Linux size to the logical\n"
+		"                       size (each action logged), then check the files again\n"
+		"    -m, --mount DIR    check the files under DIR too (repeatable; see above)\n"
 		"    -n, --no-write     never write (the default without --repair)\n"
 		"    -p, --progress     always show a progress bar on stderr\n"
 		"    -P, --no-progress  never show it (default: shown when stderr is a terminal\n"
@@ -676,6 +1280,7 @@ static void fsck_usage(FILE *fp)
 		"EXAMPLES\n"
 		"    zvfs fsck /var/tmp/store.img\n"
 		"    zvfs fsck /var/tmp/store.img --repair\n"
+		"    zvfs fsck --mount /zvfs /var/lib/zvfs/store.img\n"
 		"    zvfs fsck aio:/dev/nvme0n1 -n --json\n");
 }
 
@@ -684,11 +1289,13 @@ static void summary(struct fsck *f, int code, bool repaired)
 	if (f->json) {
 		printf("],\"blobs\":%" PRIu64 ",\"bad_blobs\":%" PRIu64 ",\"errors\":%" PRIu64
 		       ",\"warnings\":%" PRIu64 ",\"orphan_pages\":%" PRIu32
-		       ",\"unreadable_free_pages\":%" PRIu64 ",\"clean\":%s,\"repaired\":%s"
+		       ",\"unreadable_free_pages\":%" PRIu64 ",\"files\":%" PRIu64
+		       ",\"zvfs_files\":%" PRIu64 ",\"file_errors\":%" PRIu64
+		       ",\"orphan_blobs\":%" PRIu64 ",\"clean\":%s,\"repaired\":%s"
 		       ",\"exit\":%d}\n",
 		       f->blobs, f->bad_blobs, f->errors, f->warnings, f->norphans,
-		       f->garbage_pages, f->si.clean ? "true" : "false",
-		       repaired ? "true" : "false", code);
+		       f->garbage_pages, f->files, f->zfiles, f->file_errors, f->orphan_blobs,
+		       f->si.clean ? "true" : "false", repaired ? "true" : "false", code);
 		return;
 	}
 	printf("%s: %" PRIu64 " blobs (%" PRIu64 " bad), %" PRIu64 " errors, %" PRIu64
@@ -704,21 +1311,26 @@ static void summary(struct fsck *f, int code, bool repaired)
 int cmd_fsck(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"repair", no_argument, NULL, 'r'},
-		{"no-write", no_argument, NULL, 'n'},
-		{"progress", no_argument, NULL, 'p'},
-		{"no-progress", no_argument, NULL, 'P'},
-		{"json", no_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+		{"repair", no_argument, NULL, 'r'},   {"no-write", no_argument, NULL, 'n'},
+		{"progress", no_argument, NULL, 'p'}, {"no-progress", no_argument, NULL, 'P'},
+		{"json", no_argument, NULL, 'j'},     {"mount", required_argument, NULL, 'm'},
+		{"help", no_argument, NULL, 'h'},     {NULL, 0, NULL, 0},
 	};
 	struct fsck f;
-	bool repair = false, nowrite = false, repaired = false;
-	int prog = -1, opt, rc, code;
+	bool repair = false, nowrite = false, repaired = false, files_changed = false;
+	char **mounts;
+	int prog = -1, opt, rc, code, nmounts = 0;
+	pid_t holder = 0;
 
 	memset(&f, 0, sizeof(f));
-	while ((opt = getopt_long(argc, argv, "rnpPjhy", opts, NULL)) != -1) {
+	mounts = calloc((size_t)argc + 1, sizeof(*mounts));
+	if (!mounts)
+		return FSCK_OPERATIONAL;
+	while ((opt = getopt_long(argc, argv, "rnpPjhym:", opts, NULL)) != -1) {
 		switch (opt) {
+		case 'm':
+			mounts[nmounts++] = optarg;
+			break;
 		case 'r':
 		case 'y':
 			repair = true;
@@ -737,23 +1349,41 @@ int cmd_fsck(int argc, char **argv)
 			break;
 		case 'h':
 			fsck_usage(stdout);
+			free(mounts);
 			return FSCK_OK;
 		default:
 			fsck_usage(stderr);
+			free(mounts);
 			return FSCK_USAGE;
 		}
 	}
 	if (optind != argc - 1) {
 		fprintf(stderr, PROG ": fsck: expected one DEVICE (see zvfs fsck --help)\n");
+		free(mounts);
 		return FSCK_USAGE;
 	}
 	if (repair && nowrite) {
 		fprintf(stderr, PROG ": fsck: --repair and -n exclude each other\n");
+		free(mounts);
 		return FSCK_USAGE;
 	}
 	f.spec = argv[optind];
-	if (cli_open(f.spec, !repair, &f.bdev) < 0)
+	if (cli_open(f.spec, !repair, &f.bdev) < 0) {
+		free(mounts);
 		return FSCK_OPERATIONAL;
+	}
+	/* a store mounted by a running process changes under us: refuse, naming the holder */
+	rc = zvfs_bdev_claim(f.bdev, &holder);
+	if (rc < 0) {
+		if (rc == -EBUSY)
+			fprintf(stderr, PROG ": fsck: %s: in use by %s; stop it first\n", f.spec,
+				holder_name(holder));
+		else
+			cli_err("fsck: claiming the device", rc);
+		zvfs_bdev_close(f.bdev);
+		free(mounts);
+		return FSCK_OPERATIONAL;
+	}
 	f.geo = zvfs_bdev_get_geometry(f.bdev);
 	f.first_json = true;
 	if (f.json) {
@@ -779,19 +1409,26 @@ int cmd_fsck(int argc, char **argv)
 			code = fsck_scan(&f);
 		}
 	}
+	if (code == 0 && nmounts) {
+		code = fsck_files(&f, mounts, nmounts, repair, &files_changed);
+	} else if (code == 0) {
+		f.group_lines = 0;
+		report(&f, SEV_NOTE, "no --mount DIR given: file-level checks skipped");
+	}
 	if (code == 0) {
-		if (repaired)
+		if (repaired || files_changed)
 			code |= FSCK_CORRECTED;
 		if (f.errors)
 			code |= FSCK_UNCORRECTED;
 	}
 	if (f.json && code != FSCK_OPERATIONAL)
-		summary(&f, code, repaired);
+		summary(&f, code, repaired || files_changed);
 	else if (f.json)
 		printf("],\"exit\":%d}\n", code);
 	else if (code != FSCK_OPERATIONAL)
-		summary(&f, code, repaired);
+		summary(&f, code, repaired || files_changed);
 	fsck_free(&f);
 	zvfs_bdev_close(f.bdev);
+	free(mounts);
 	return code;
 }
