@@ -30,8 +30,11 @@
  * store's super blob (zvfs_bs_get_super()), created when the store is first
  * mounted.
  *
- * Placeholder xattr value (ZVFS_FS_XATTR, text, at most ZVFS_FS_XATTR_MAX
- * bytes, no NUL): "zvfs1 <store uuid> <blob id, 16 hex> <gen, 16 hex>".
+ * Placeholder xattr value (ZVFS_FS_XATTR, text, 56 bytes, no NUL):
+ * "zvfs1 <store id, 16 hex> <blob id, 16 hex> <gen, 16 hex>", where the store
+ * id is the first 16 hex digits of the store UUID (zvfs_fs_short_id()).  It
+ * is kept this short so ext4 stores it inside the inode: a placeholder then
+ * has no block at all (st_blocks == 0).
  *
  * Caching and durability (DESIGN.md D9)
  * -------------------------------------
@@ -121,6 +124,9 @@ void zvfs_fs_forget(struct zvfs_fs *fs);
 
 /* The store's UUID as 36 characters + NUL. */
 const char *zvfs_fs_store_id(const struct zvfs_fs *fs);
+
+/* The store id placeholder xattrs carry: the UUID's first 16 hex digits + NUL. */
+void zvfs_fs_short_id(const char *uuid, char sid[17]);
 
 /* The blobstore under fs (for tools). */
 struct zvfs_bs *zvfs_fs_get_bs(const struct zvfs_fs *fs);
@@ -274,8 +280,8 @@ uint64_t zvfs_file_readable(struct zvfs_file *file, uint64_t off);
 /* ---- xattr value ----------------------------------------------------------- */
 
 /*
- * Parse a placeholder xattr value: store UUID (37 bytes with NUL), blob id
- * and generation.  -EUCLEAN when malformed.  For tools (zvfs fsck).
+ * Parse a placeholder xattr value: store id (16 hex digits + NUL, fits the
+ * 37-byte buffer), blob id and generation.  -EUCLEAN when malformed.
  */
 int zvfs_fs_xattr_parse(const void *xattr, size_t xlen, char store_id[37], zvfs_blob_id *blob_id,
 			uint64_t *gen);

@@ -614,21 +614,24 @@ static bool uuid_ok(const char *p)
 }
 
 /*
- * The placeholder xattr "zvfs1 <uuid> <blob id, 16 hex> <gen, 16 hex>" (zvfs/fs.h), parsed
- * here rather than by zvfs_fs_xattr_parse() so that fsck checks the format independently of
- * the file layer it checks, as the format-level part does for the blobstore.
+ * The placeholder xattr "zvfs1 <store id, 16 hex> <blob id, 16 hex> <gen, 16 hex>" (zvfs/fs.h;
+ * the store id is the first 16 hex digits of the store UUID), parsed here rather than by
+ * zvfs_fs_xattr_parse() so that fsck checks the format independently of the file layer it
+ * checks, as the format-level part does for the blobstore.
  */
-#define XATTR_LEN (6 + 36 + 1 + 16 + 1 + 16)
+#define XATTR_LEN (6 + 16 + 1 + 16 + 1 + 16)
 static int parse_placeholder(const char *v, size_t len, char sid[37], uint64_t *id, uint64_t *gen)
 {
+	uint64_t store;
+
 	/* a trailing NUL (tools that store C strings) is accepted, as by the file layer */
 	if (len == XATTR_LEN + 1 && v[XATTR_LEN] == '\0')
 		len--;
-	if (len != XATTR_LEN || memcmp(v, "zvfs1 ", 6) != 0 || !uuid_ok(v + 6) || v[42] != ' ' ||
-	    !parse_hex64(v + 43, id) || v[59] != ' ' || !parse_hex64(v + 60, gen))
+	if (len != XATTR_LEN || memcmp(v, "zvfs1 ", 6) != 0 || !parse_hex64(v + 6, &store) ||
+	    v[22] != ' ' || !parse_hex64(v + 23, id) || v[39] != ' ' || !parse_hex64(v + 40, gen))
 		return -EUCLEAN;
-	memcpy(sid, v + 6, 36);
-	sid[36] = '\0';
+	memcpy(sid, v + 6, 16);
+	sid[16] = '\0';
 	return 0;
 }
 
@@ -667,6 +670,18 @@ static int store_uuid(struct files *fs)
 		       super, n);
 	}
 	return 0;
+}
+
+/* The store id placeholders carry: the UUID's first 16 hex digits ("" without a UUID). */
+static const char *store_short_id(const char *uuid, char out[17])
+{
+	size_t n = 0;
+
+	for (const char *p = uuid; *p && n < 16; p++)
+		if (*p != '-')
+			out[n++] = *p;
+	out[n] = '\0';
+	return out;
 }
 
 /* Read one blob's file xattrs; 1 = a file's blob (filled in), 0 = not a file. */
@@ -809,7 +824,7 @@ static bool placeholder_has_data(const char *path)
 
 static void check_file(struct files *fs, const char *path, const struct stat *st)
 {
-	char v[ZVFS_FS_XATTR_MAX + 1], sid[37];
+	char v[ZVFS_FS_XATTR_MAX + 1], sid[37], short_id[17];
 	uint64_t id, gen;
 	struct fblob *b;
 	ssize_t n;
@@ -836,7 +851,7 @@ static void check_file(struct files *fs, const char *path, const struct stat *st
 		lost_file(fs, path, "malformed " ZVFS_FS_XATTR " (%zd bytes)", n);
 		return;
 	}
-	if (strcmp(sid, fs->store_id) != 0) {
+	if (strcmp(sid, store_short_id(fs->store_id, short_id)) != 0) {
 		lost_file(fs, path, "foreign: its xattr names store %s, not this one (%s)", sid,
 			  fs->store_id[0] ? fs->store_id : "no UUID yet");
 		return;

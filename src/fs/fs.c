@@ -96,6 +96,16 @@ static bool is_uuid(const char *s)
 	return true;
 }
 
+void zvfs_fs_short_id(const char *uuid, char sid[17])
+{
+	size_t n = 0;
+
+	for (const char *p = uuid; *p && n < 16; p++)
+		if (*p != '-')
+			sid[n++] = *p;
+	sid[n] = '\0';
+}
+
 static int get_u64_xattr(struct zvfs_blob *blob, const char *name, uint64_t *v)
 {
 	uint8_t b[8];
@@ -138,8 +148,13 @@ int fs_set_size_xattr(struct zvfs_file *f, uint64_t size)
 
 /* ---- 2. placeholder xattr ------------------------------------------------------ */
 
-/* "zvfs1 " + uuid + " " + 16 hex + " " + 16 hex */
-#define XATTR_LEN (6 + 36 + 1 + 16 + 1 + 16)
+/*
+ * "zvfs1 " + store id (the UUID's first 16 hex digits) + " " + blob id (16 hex) + " " +
+ * generation (16 hex): 56 bytes.  Short enough that ext4 keeps the xattr inside a 256-byte
+ * inode (up to 60 bytes of value with this name), so a placeholder owns no block at all
+ * (st_blocks == 0); the full UUID costs every file an external xattr block.
+ */
+#define XATTR_LEN (6 + 16 + 1 + 16 + 1 + 16)
 
 static int parse_hex64(const char *s, uint64_t *v)
 {
@@ -171,13 +186,14 @@ int zvfs_fs_xattr_parse(const void *xattr, size_t xlen, char store_id[37], zvfs_
 	/* tolerate a trailing NUL from tools that store C strings */
 	if (xattr && xlen == XATTR_LEN + 1 && s[XATTR_LEN] == '\0')
 		xlen--;
-	if (!xattr || xlen != XATTR_LEN || memcmp(s, "zvfs1 ", 6) || !is_uuid(s + 6) ||
-	    s[42] != ' ' || s[59] != ' ')
+	if (!xattr || xlen != XATTR_LEN || memcmp(s, "zvfs1 ", 6) || s[22] != ' ' || s[39] != ' ')
 		return -EUCLEAN;
-	if (parse_hex64(s + 43, blob_id) || parse_hex64(s + 60, gen))
+	uint64_t store;
+
+	if (parse_hex64(s + 6, &store) || parse_hex64(s + 23, blob_id) || parse_hex64(s + 40, gen))
 		return -EUCLEAN;
-	memcpy(store_id, s + 6, 36);
-	store_id[36] = '\0';
+	memcpy(store_id, s + 6, 16);
+	store_id[16] = '\0';
 	return 0;
 }
 
@@ -185,7 +201,7 @@ static size_t xattr_format(const struct zvfs_fs *fs, zvfs_blob_id id, uint64_t g
 {
 	char tmp[XATTR_LEN + 1];
 
-	snprintf(tmp, sizeof(tmp), "zvfs1 %s %016" PRIx64 " %016" PRIx64, fs->uuid, id, gen);
+	snprintf(tmp, sizeof(tmp), "zvfs1 %s %016" PRIx64 " %016" PRIx64, fs->sid, id, gen);
 	memcpy(out, tmp, XATTR_LEN);
 	return XATTR_LEN;
 }
@@ -267,6 +283,8 @@ static int store_identity(struct zvfs_fs *fs, const char *spec)
 			rc = zvfs_bs_set_super(fs->bs, sid);
 		if (rc < 0)
 			ZVFS_ERR("store %s: cannot create the super blob: %s", spec, strerror(-rc));
+		else
+			zvfs_fs_short_id(fs->uuid, fs->sid);
 		return rc;
 	}
 	rc = zvfs_blob_open(fs->bs, sid, &sb);
@@ -282,6 +300,7 @@ static int store_identity(struct zvfs_fs *fs, const char *spec)
 	}
 	memcpy(fs->uuid, buf, 36);
 	fs->uuid[36] = '\0';
+	zvfs_fs_short_id(fs->uuid, fs->sid);
 	return 0;
 }
 
@@ -731,7 +750,7 @@ static int parse_for(struct zvfs_fs *fs, const void *xattr, size_t xlen, zvfs_bl
 
 	if (rc < 0)
 		return rc;
-	if (strcmp(sid, fs->uuid))
+	if (strcmp(sid, fs->sid))
 		return -EXDEV;
 	return 0;
 }

@@ -73,6 +73,7 @@ struct zvfs_fs {
 	bool read_only;
 	bool loaded_dirty; /* recovered: bytes past a file's size may be stale */
 	char uuid[37];
+	char sid[17]; /* the UUID's first 16 hex digits: the store id in placeholder xattrs */
 
 	pthread_mutex_t lock; /* files table, handle counts, LRU of cached files */
 	struct zvfs_file **table;

@@ -137,9 +137,10 @@ zt_random() { # path, bytes
 # under the mount carrying the ZVFS xattr has no data blocks (nothing slipped
 # past ZVFS into the Linux file), and at least one exists (a library that
 # catches nothing fails).  Plain target: nothing outside the mount carries it.
-# "No data blocks": st_blocks is not above that of an empty file carrying the
-# same xattr (ext4 counts an xattr block when the value does not fit in the
-# inode: 8 with 256-byte inodes), and FIEMAP (filefrag) finds no extent.
+# "No data blocks": st_blocks is 0 -- the 56-byte xattr fits inside a 256-byte
+# ext4 inode -- or, on a file system that keeps xattrs in a block of their own
+# (128-byte inodes), not above an empty file carrying the same xattr; and FIEMAP
+# (filefrag) finds no extent.
 zt_placeholders() {
 	local f n=0 bad=0 blocks base="" val ext
 	while IFS= read -r -d '' f; do

@@ -64,14 +64,14 @@ check "without --mount: one line says the file level is skipped" $?
 
 # ---- corruption, all without the library
 value=$(getfattr --absolute-names --only-values -n user.zvfs.blob_id "$D/a")
-uuid=$(echo "$value" | cut -d' ' -f2)
+sid=$(echo "$value" | cut -d' ' -f2)
 gen=$(echo "$value" | cut -d' ' -f4)
 rm "$D/b"                                           # orphan: the blob stays
 cp --preserve=xattr "$D/a" "$D/a.copy"              # stale: another inode
 touch "$D/foreign" "$D/sub/missing" "$D/bad"
-setfattr -n user.zvfs.blob_id -v "zvfs1 01234567-89ab-cdef-0123-456789abcdef 0000000100000001 $gen" \
+setfattr -n user.zvfs.blob_id -v "zvfs1 0123456789abcdef 0000000100000001 $gen" \
 	"$D/foreign"
-setfattr -n user.zvfs.blob_id -v "zvfs1 $uuid 00000001000fffff $gen" "$D/sub/missing"
+setfattr -n user.zvfs.blob_id -v "zvfs1 $sid 00000001000fffff $gen" "$D/sub/missing"
 setfattr -n user.zvfs.blob_id -v "garbage" "$D/bad"
 ln -s /nonexistent "$D/dangling"                   # symlinks are not followed
 
