@@ -368,12 +368,29 @@ ZP_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
  * Forget fd's ofd before the kernel closes fd: once closed, the number can
  * be reused by another thread's open, whose slot we must not clear.
  */
+/*
+ * A ZVFS fd is going away (close, or dup2/dup3 over it): hand its offset to
+ * the kernel's file description first.  The description may be shared with
+ * another process (fork, exec), which picks the offset up from the kernel
+ * when it next mounts: `{ echo a; /bin/echo b; echo c; } > f` needs the
+ * child's position after its fclose(stdout) to reach the shell.
+ */
+static void offset_to_kernel(int fd, struct zp_ofd *ofd)
+{
+	if (zp_ofd_stale(ofd))
+		return; /* not revived: the kernel's offset is still the truth */
+	pthread_mutex_lock(&ofd->pos_lock);
+	ZP_REAL(lseek)(fd, (off_t)ofd->pos, SEEK_SET);
+	pthread_mutex_unlock(&ofd->pos_lock);
+}
+
 static bool forget_fd(int fd)
 {
 	struct zp_ofd *ofd = zp_core_fd_peek(fd);
 
 	if (!ofd)
 		return false;
+	offset_to_kernel(fd, ofd);
 	zp_placeholder_sync(fd, ofd);
 	zp_ofd_put(ofd);
 	zp_fd_clear(fd);
@@ -463,7 +480,8 @@ static int dup23(int oldfd, int newfd, int flags, bool three)
 
 		was_zvfs = nofd != NULL;
 		if (nofd) {
-			/* The kernel closes newfd silently: its size goes to the placeholder first. */
+			/* The kernel closes newfd silently: its offset and size go out first. */
+			offset_to_kernel(newfd, nofd);
 			zp_placeholder_sync(newfd, nofd);
 			zp_ofd_put(nofd);
 		} else {

@@ -154,6 +154,16 @@ fi
 # An fd shared by a group of builtins shares one offset.
 zt_check "{ echo a; echo b; printf c; } > f" zt_sh '{ echo a; echo b; printf c; } > "$1"' "$D/grp"
 zt_eq "group redirection content" "$(printf 'a\nb\nc' | zt_sum /dev/stdin)" "$(zt_zsum "$D/grp")"
+# DESIGN.md D6: external commands in the group share the shell's offset
+# (fork + exec; the child's fclose(stdout) and close(1) hand the offset back).
+zt_check "{ echo a; /bin/echo b; cat x; echo c; } > f" \
+	zt_sh '{ echo a; /bin/echo b; cat "$2"; echo c; } > "$1"' "$D/d6" "$D/grp"
+zt_eq "D6 example content" "$(printf 'a\nb\na\nb\ncc\n' | zt_sum /dev/stdin)" \
+	"$(zt_zsum "$D/d6")"
+zt_check "python os.write + os.close(1) inside a group" \
+	zt_sh '{ echo a; python3 -c "import os; os.write(1, b\"b\\n\"); os.close(1)"; echo c; } > "$1"' \
+	"$D/d6py"
+zt_eq "python group content" "$(printf 'a\nb\nc\n' | zt_sum /dev/stdin)" "$(zt_zsum "$D/d6py")"
 zt_check "exec 3>f; echo x >&3; echo y >&3" \
 	zt_sh 'exec 3>"$1"; echo x >&3; echo y >&3; exec 3>&-' "$D/fd3"
 zt_eq "exec 3> content" "$(printf 'x\ny\n' | zt_sum /dev/stdin)" "$(zt_zsum "$D/fd3")"
