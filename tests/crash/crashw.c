@@ -304,7 +304,7 @@ static int do_write(const char *dir)
 			open_file(dir, o.file, fd[o.file], 0);
 			break;
 		case OP_REPLACE: {
-			char tmp[PATH_MAX + 8];
+			char tmp[sizeof(p) + 8];
 			int tfd;
 
 			/* the atomic-replace idiom: the old blob goes when the rename drops it */
