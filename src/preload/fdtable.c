@@ -124,7 +124,8 @@ void zp_ofd_put(struct zp_ofd *ofd)
 
 /* ---- 2. the table ------------------------------------------------------------------- */
 
-static _Atomic(struct zp_ofd *) *g_slots;
+/* The slot array, published once (the pointer itself is atomic: table_init may race a lookup). */
+static _Atomic(_Atomic(struct zp_ofd *) *) g_slots;
 static int g_nslots;
 static atomic_int g_limit;
 static atomic_int g_count;
@@ -142,8 +143,9 @@ static void table_init(void)
 		n = 1u << 24;
 	if (n < 1024)
 		n = 1024;
-	p = ZP_REAL(mmap)(NULL, (size_t)n * sizeof(*g_slots), PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	p = ZP_REAL(mmap)(NULL, (size_t)n * sizeof(_Atomic(struct zp_ofd *)),
+			  PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+			  0);
 	if (p == MAP_FAILED) {
 		ZVFS_ERR("cannot map the fd table (%lu slots): %s", (unsigned long)n,
 			 strerror(errno));
