@@ -7,9 +7,12 @@ set -euo pipefail
 # sanitizer runtimes are in libclang-rt-14-dev on Debian 12).
 # sqlite3, rocksdb-tools (db_bench), attr (getfattr): programs the preload tests run;
 # valgrind: callgrind instruction counts in bench/.
+# postgresql-15, mariadb-server, sysbench: the daemon-mode tests start their own
+# clusters in temporary directories (the packaged services are not used).
 PKGS=(gcc make meson ninja-build pkg-config liburing-dev libaio-dev fio
       clang-format python3 util-linux gzip clang libclang-rt-14-dev
-      sqlite3 rocksdb-tools attr coreutils valgrind)
+      sqlite3 rocksdb-tools attr coreutils valgrind
+      postgresql-15 mariadb-server sysbench)
 
 missing=()
 for p in "${PKGS[@]}"; do
