@@ -47,8 +47,9 @@ def preload_env(mnt, device):
         rt = subprocess.run([cc, "-print-file-name=libasan.so"], capture_output=True,
                             text=True).stdout.strip()
         pre = rt + ":" + lib
-        env["ASAN_OPTIONS"] = "detect_leaks=0" + (":" + env["ASAN_OPTIONS"]
-                                                  if env.get("ASAN_OPTIONS") else "")
+        # last wins: the suite's own ASAN_OPTIONS turn leak checks on
+        env["ASAN_OPTIONS"] = (env["ASAN_OPTIONS"] + ":" if env.get("ASAN_OPTIONS")
+                               else "") + "detect_leaks=0"
     elif "undefined" in san:
         rt = subprocess.run([cc, "-print-file-name=libubsan.so"], capture_output=True,
                             text=True).stdout.strip()

@@ -77,7 +77,7 @@ zt_init() { # target ("mount" or "plain"), test name
 		esac
 		[ -n "$pre" ] && ZT_PRELOAD=$pre:$ZT_LIB
 		# Foreign programs (bash, cp, sqlite3) leak by design.
-		ZT_ASAN_OPTIONS=detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}
+		ZT_ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
 		;;
 	esac
 	export ZT_DEVICE="$T/store.img,size=2G,create"

@@ -29,7 +29,7 @@ case ${ZT_SANITIZE:-none} in
 none | "") ;;
 *address*)
 	preload=$(${ZT_CC:-cc} -print-file-name=libasan.so):$ZT_LIB
-	asan=detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}
+	asan=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
 	;;
 *undefined*) preload=$(${ZT_CC:-cc} -print-file-name=libubsan.so):$ZT_LIB ;;
 *) echo "SKIP: sanitizer '$ZT_SANITIZE' not supported here"; exit 77 ;;
