@@ -1,7 +1,7 @@
 # Thin front end over scripts/: each target says what it does as it runs.
 .PHONY: run test build bench format clean
 
-run:            ## install deps, build, run the main job (device benchmark on the default store)
+run:            ## install deps, build, run programs on ZVFS (default store) and the ZVFS vs ext4 benchmark
 	scripts/run.sh
 
 test:           ## install deps, build (release + ASan/UBSan), run every test

@@ -35,28 +35,12 @@
 #        QUICK=1 bench/bdev_vs_fio.sh    (about 50 seconds)
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PROG=bdev_vs_fio
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-die() {
-	echo "$PROG: $*" >&2
-	exit 1
-}
-
-if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-	sed -n '4,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
-	exit 0
-fi
-[[ $# -eq 0 ]] || die "no arguments expected (settings come from the environment; see --help)"
-
-if [[ ${QUICK:-0} == 1 ]]; then
-	ROUNDS=${ROUNDS:-1}
-	RUNTIME=${RUNTIME:-3}
-	RAMP=${RAMP:-0}
-fi
-ROUNDS=${ROUNDS:-3}
-RUNTIME=${RUNTIME:-10}
-RAMP=${RAMP:-1}
+bench_no_args "$@"
+bench_knobs 3 10 1
 TARGET=${TARGET:-0.95}
 IMG=${IMG:-/var/tmp/zvfs-bench/image.img}
 IMG_SIZE=${IMG_SIZE:-2G}
@@ -66,32 +50,12 @@ read -ra ZVFS_ARGV <<<"$ZVFS_ARGS"
 STAMP=$(date +%Y%m%d-%H%M%S)
 OUT=${OUT:-$ROOT/bench/results/bdev_vs_fio-$STAMP.md}
 
-[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS: expected a positive integer: $ROUNDS"
-[[ $RUNTIME =~ ^[1-9][0-9]*$ ]] || die "RUNTIME: expected a positive integer: $RUNTIME"
-[[ $RAMP =~ ^[0-9]+$ ]] || die "RAMP: expected an integer: $RAMP"
 
 # ---- tools ------------------------------------------------------------------
 
-need_pkgs=()
-command -v fio >/dev/null || need_pkgs+=(fio)
-command -v python3 >/dev/null || need_pkgs+=(python3)
-if ((${#need_pkgs[@]})); then
-	echo "$PROG: installing ${need_pkgs[*]} with apt-get" >&2
-	command -v apt-get >/dev/null || die "missing ${need_pkgs[*]} and no apt-get"
-	apt-get install -y "${need_pkgs[@]}" >/dev/null || die "apt-get install ${need_pkgs[*]} failed"
-fi
-
+bench_need_tools fio python3
 BDEVPERF=$ZVFS_BUILD/src/cli/zvfs-bdevperf
-if [[ ! -f $ZVFS_BUILD/build.ninja ]]; then
-	command -v meson >/dev/null || die "meson not found (needed to build $BDEVPERF)"
-	meson setup "$ZVFS_BUILD" "$ROOT" >/dev/null || die "meson setup $ZVFS_BUILD failed"
-fi
-# Always bring it up to date; keep going with an existing binary if the tree
-# is mid-edit and does not build right now.
-if ! ninja -C "$ZVFS_BUILD" src/cli/zvfs-bdevperf >/dev/null; then
-	[[ -x $BDEVPERF ]] || die "cannot build $BDEVPERF"
-	echo "$PROG: warning: build failed; using the existing $BDEVPERF" >&2
-fi
+bench_build "$ZVFS_BUILD" src/cli/zvfs-bdevperf
 
 # ---- image ------------------------------------------------------------------
 
@@ -104,19 +68,10 @@ if [[ -e $IMG ]]; then
 	fi
 	echo "$PROG: reusing $IMG ($SIZE bytes)" >&2
 else
-	SIZE=$(numfmt --from=iec "${IMG_SIZE%B}") || die "IMG_SIZE: bad size: $IMG_SIZE"
-	((SIZE >= 64 * 1048576 && SIZE % 1048576 == 0)) ||
-		die "IMG_SIZE: need a multiple of 1M, at least 64M: $IMG_SIZE"
-	mkdir -p "$(dirname "$IMG")"
-	echo "$PROG: writing $IMG ($SIZE bytes of zeroes, O_DIRECT)" >&2
+	SIZE=$(bench_bytes "$IMG_SIZE")
 	# Written, not fallocated: every block is allocated and initialised, so
 	# no run pays for unwritten extents or first-write allocation.
-	dd if=/dev/zero of="$IMG.tmp" bs=1M count=$((SIZE / 1048576)) oflag=direct \
-		status=none || die "$IMG: dd failed"
-	mv "$IMG.tmp" "$IMG"
-	# Let the file system's and the host's write-back of the new image finish
-	# now, not during the first measured run (which would be ZVFS's).
-	sync
+	bench_make_image "$IMG" "$SIZE"
 fi
 # fio and ZVFS must use the same bytes: round down to 4 KiB like the device does.
 SIZE=$((SIZE / 4096 * 4096))
@@ -174,7 +129,7 @@ print(sys.argv[2], sys.argv[3], sys.argv[5], sys.argv[4], "%.1f" % d["iops"],
 	rm -f "$LOG.json"
 }
 
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD_START=$(bench_load)
 total=$((ROUNDS * ${#CASES[@]} * ${#ENGINES[@]}))
 n=0
 echo "$PROG: $total runs of $((RUNTIME + RAMP)) s: about $(((total * (RUNTIME + RAMP + 1) + 59) / 60)) min" >&2
@@ -194,7 +149,7 @@ done
 
 # ---- table ------------------------------------------------------------------
 
-LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD_END=$(bench_load)
 FSTYPE=$(df --output=fstype "$IMG" 2>/dev/null | tail -1)
 mkdir -p "$(dirname "$OUT")"
 status=0
@@ -222,7 +177,7 @@ lines = []
 lines.append("# ZVFS bdev vs fio, 4 KiB O_DIRECT on one image file")
 lines.append("")
 lines.append("Date: $(date -u '+%Y-%m-%d %H:%M UTC')  ")
-lines.append("Host: $(uname -n), kernel $(uname -r), $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1))  ")
+lines.append("Host: $(bench_host)  ")
 lines.append("Image: $IMG ($SIZE bytes), file system ${FSTYPE:-?}  ")
 lines.append("Runs: $ROUNDS round(s) x $RUNTIME s (after $RAMP s ramp), interleaved; medians shown  ")
 lines.append("Load average (1/5/15 min): $LOAD_START at start, $LOAD_END at end  ")

@@ -47,29 +47,13 @@
 #        QUICK=1 bench/blob_vs_bdev.sh    (2-7 minutes: formatting and filling the images dominates)
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PROG=blob_vs_bdev
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-die() {
-	echo "$PROG: $*" >&2
-	exit 1
-}
-
-if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-	sed -n '4,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
-	exit 0
-fi
-[[ $# -eq 0 ]] || die "no arguments expected (settings come from the environment; see --help)"
-
-if [[ ${QUICK:-0} == 1 ]]; then
-	ROUNDS=${ROUNDS:-1}
-	RUNTIME=${RUNTIME:-3}
-	RAMP=${RAMP:-0}
-	LOAD_COUNTS=${LOAD_COUNTS:-1000 10000}
-fi
-ROUNDS=${ROUNDS:-3}
-RUNTIME=${RUNTIME:-10}
-RAMP=${RAMP:-1}
+bench_no_args "$@"
+[[ ${QUICK:-0} == 1 ]] && LOAD_COUNTS=${LOAD_COUNTS:-1000 10000}
+bench_knobs 3 10 1
 LOAD_COUNTS=${LOAD_COUNTS:-1000 10000 100000}
 GROUPS_RUN=${BENCH_GROUPS:-1 2 3 4}
 IMG=${IMG:-/var/tmp/zvfs-bench/blob.img}
@@ -80,27 +64,14 @@ ZVFS_BUILD=${ZVFS_BUILD:-$ROOT/build}
 STAMP=$(date +%Y%m%d-%H%M%S)
 OUT=${OUT:-$ROOT/bench/results/blob_vs_bdev-$STAMP.md}
 
-[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS: expected a positive integer: $ROUNDS"
-[[ $RUNTIME =~ ^[1-9][0-9]*$ ]] || die "RUNTIME: expected a positive integer: $RUNTIME"
-[[ $RAMP =~ ^[0-9]+$ ]] || die "RAMP: expected an integer: $RAMP"
 has_group() { [[ " $GROUPS_RUN " == *" $1 "* ]]; }
 
 # ---- tools ------------------------------------------------------------------
 
-command -v python3 >/dev/null || {
-	echo "$PROG: installing python3 with apt-get" >&2
-	apt-get install -y python3 >/dev/null || die "apt-get install python3 failed"
-}
+bench_need_tools python3
 BDEVPERF=$ZVFS_BUILD/src/cli/zvfs-bdevperf
 BLOBPERF=$ZVFS_BUILD/src/cli/zvfs-blobperf
-if [[ ! -f $ZVFS_BUILD/build.ninja ]]; then
-	command -v meson >/dev/null || die "meson not found (needed to build the tools)"
-	meson setup "$ZVFS_BUILD" "$ROOT" >/dev/null || die "meson setup $ZVFS_BUILD failed"
-fi
-if ! ninja -C "$ZVFS_BUILD" src/cli/zvfs-bdevperf src/cli/zvfs-blobperf >/dev/null; then
-	[[ -x $BDEVPERF && -x $BLOBPERF ]] || die "cannot build the tools"
-	echo "$PROG: warning: build failed; using the existing binaries" >&2
-fi
+bench_build "$ZVFS_BUILD" src/cli/zvfs-bdevperf src/cli/zvfs-blobperf
 
 # ---- images -----------------------------------------------------------------
 
@@ -112,14 +83,9 @@ make_image() {
 		[[ -f $img ]] || die "$img: not a regular file"
 		return
 	fi
-	size=$(numfmt --from=iec "${IMG_SIZE%B}") || die "IMG_SIZE: bad size: $IMG_SIZE"
-	((size >= 256 * 1048576 && size % 1048576 == 0)) ||
-		die "IMG_SIZE: need a multiple of 1M, at least 256M: $IMG_SIZE"
-	mkdir -p "$(dirname "$img")"
-	echo "$PROG: writing $img ($size bytes of zeroes, O_DIRECT)" >&2
-	dd if=/dev/zero of="$img.tmp" bs=1M count=$((size / 1048576)) oflag=direct \
-		status=none || die "$img: dd failed"
-	mv "$img.tmp" "$img"
+	size=$(bench_bytes "$IMG_SIZE")
+	((size >= 256 * 1048576)) || die "IMG_SIZE: need at least 256M: $IMG_SIZE"
+	bench_make_image "$img" "$size"
 }
 
 RAW=$(mktemp /tmp/blob_vs_bdev.XXXXXX)
@@ -202,7 +168,7 @@ done
 has_group 2 && for c in "randwrite 1" "randwrite 32"; do PLAN+=("2|$c|thin thick"); done
 has_group 3 && for c in "randread 1" "randwrite 1"; do PLAN+=("3|$c|thick raw"); done
 
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD_START=$(bench_load)
 total=0
 for p in "${PLAN[@]}"; do
 	IFS='|' read -r _ _ tools <<<"$p"
@@ -253,7 +219,7 @@ done
 
 # ---- tables -----------------------------------------------------------------
 
-LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD_END=$(bench_load)
 FSTYPE=$(df --output=fstype "$(dirname "$IMG")" 2>/dev/null | tail -1)
 mkdir -p "$(dirname "$OUT")"
 status=0
@@ -283,7 +249,7 @@ L = []
 L.append("# ZVFS blobstore vs block layer, 4 KiB")
 L.append("")
 L.append("Date: $(date -u '+%Y-%m-%d %H:%M UTC')  ")
-L.append("Host: $(uname -n), kernel $(uname -r), $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1))  ")
+L.append("Host: $(bench_host)  ")
 L.append("Images: $IMG (thick store, 1 MiB clusters), $THIN_IMG (4 KiB clusters, re-made per run), file system ${FSTYPE:-?}  ")
 L.append("Runs: $ROUNDS round(s) x $RUNTIME s (after $RAMP s ramp), interleaved; medians shown  ")
 L.append("Load average (1/5/15 min): $LOAD_START at start, $LOAD_END at end  ")
