@@ -196,6 +196,26 @@ int zvfs_blob_resize(struct zvfs_blob *blob, uint64_t num_clusters);
  */
 int zvfs_blob_sync_md(struct zvfs_blob *blob);
 
+/*
+ * As zvfs_blob_sync_md(), without the flush that makes data durable before
+ * the metadata that publishes it: a change that fits the root page (a file's
+ * size after an append) costs one device flush instead of two.  When it
+ * returns 0, data completed before the call and the metadata are durable
+ * alike.  After a crash during the call the metadata may be on disk while
+ * such data is not; those ranges then read as they were before the data
+ * write -- zero for newly allocated clusters and never-written parts (clusters
+ * are zero while free), never another blob's data.  For callers whose
+ * durability promise starts when the sync returns (fsync).
+ *
+ * before_flush (may be NULL) is called exactly once, on the calling thread,
+ * before the first device flush that has to cover the caller's data (or
+ * before returning when the sync fails earlier): the caller may leave its data
+ * writes in flight on its channel and wait for them there, so they overlap the
+ * metadata writes.  A negative return from it is returned by the sync (the
+ * metadata may be committed then).
+ */
+int zvfs_blob_sync_md_relaxed(struct zvfs_blob *blob, int (*before_flush)(void *), void *arg);
+
 zvfs_blob_id zvfs_blob_get_id(const struct zvfs_blob *blob);
 uint64_t zvfs_blob_get_num_clusters(const struct zvfs_blob *blob);
 uint64_t zvfs_blob_get_num_allocated_clusters(const struct zvfs_blob *blob);

@@ -379,7 +379,21 @@ struct sync_state {
 	struct blob_free *pend;
 	uint8_t *slots; /* page slots for writing */
 	struct zvfs_bs_md_page *pages;
+	uint32_t eps_written; /* extent pages sync_eps() wrote (they need the pre-root flush) */
+	int (*hook)(void *);  /* relaxed sync: the caller's wait for its data, before a flush */
+	void *hook_arg;
 };
+
+/* Run the caller's hook once, before the first flush that must cover its data. */
+static int sync_run_hook(struct sync_state *s)
+{
+	int (*hook)(void *) = s->hook;
+
+	if (!hook)
+		return 0;
+	s->hook = NULL;
+	return hook(s->hook_arg);
+}
 
 /* Give the cluster frees taken by the sync back to the blob (released by a later sync). */
 static void sync_keep_pending(struct zvfs_blob *b, struct sync_state *s)
@@ -507,6 +521,8 @@ static int sync_eps(struct zvfs_blob *b, struct sync_state *s, uint64_t nc)
 		offs[nw++] = bs_md_offset(bs, b->ep_pages[k]);
 	}
 	rc = bs_io_batch_write(bs, bufs, offs, nw, mps);
+	if (rc == 0)
+		s->eps_written = nw;
 out_free:
 	bs_buf_free(bs, area);
 	free(bufs);
@@ -565,14 +581,26 @@ static int sync_chain(struct zvfs_blob *b, struct sync_state *s, uint64_t nc, bo
 		memcpy(bufs[k], &s->pages[k], sizeof(s->pages[k]));
 		offs[k] = bs_md_offset(bs, s->idx[k]);
 	}
-	/* new chain pages (and the extent pages written before) durable, then the root */
-	rc = bs_io_batch_write(bs, bufs + 1, offs + 1, s->np - 1, mps);
-	if (rc == 0)
-		rc = bs_flush(bs);
-	if (rc < 0)
-		goto out_free;
+	/*
+	 * New chain pages (and the extent pages written before) durable, then the root.  When
+	 * there are none -- a one-page chain whose only change is an xattr, such as a file's
+	 * size after an append -- nothing was written since the data flush in
+	 * blob_sync_locked(), and a second flush would only cost a device round trip (an
+	 * fdatasync paid three flushes instead of two).
+	 */
+	if (s->np > 1 || s->eps_written) {
+		rc = bs_io_batch_write(bs, bufs + 1, offs + 1, s->np - 1, mps);
+		if (rc == 0)
+			rc = sync_run_hook(s);
+		if (rc == 0)
+			rc = bs_flush(bs);
+		if (rc < 0)
+			goto out_free;
+	}
 	*committed = true; /* from here on the root may be on disk: never undo */
 	rc = zvfs_bdev_write_sync(bs->bdev, bufs[0], mps, offs[0]);
+	if (rc == 0)
+		rc = sync_run_hook(s);
 	if (rc == 0)
 		rc = bs_flush(bs);
 out_free:
@@ -647,24 +675,36 @@ static void sync_release(struct zvfs_blob *b, struct sync_state *s)
 	}
 }
 
-static int blob_sync_locked(struct zvfs_blob *b, bool *committed_out)
+static int blob_sync_locked(struct zvfs_blob *b, bool *committed_out, bool relaxed,
+			    int (*hook)(void *), void *hook_arg)
 {
 	struct zvfs_bs *bs = b->bs;
-	struct sync_state s = {0};
+	struct sync_state s = {.hook = hook, .hook_arg = hook_arg};
 	bool committed = false;
 	uint64_t nc;
 	int rc;
 
-	if (bs->read_only)
-		return blob_needs_sync(b) ? -EROFS : 0;
-	if (!blob_needs_sync(b))
-		return bs_flush(bs); /* still an fsync for overwrites of allocated clusters */
-	/* (1) store dirty on disk; (2) data that the metadata publishes durable */
+	if (bs->read_only) {
+		rc = sync_run_hook(&s);
+		return blob_needs_sync(b) ? -EROFS : rc;
+	}
+	if (!blob_needs_sync(b)) {
+		rc = sync_run_hook(&s);
+		/* still an fsync for overwrites of allocated clusters */
+		return rc < 0 ? rc : bs_flush(bs);
+	}
+	/*
+	 * (1) store dirty on disk; (2) data that the metadata publishes durable -- unless the
+	 * caller accepts metadata landing before its data (relaxed: see blob.h), which saves a
+	 * device round trip on every fsync that only changes the root page.
+	 */
 	rc = bs_mark_dirty(bs);
-	if (rc == 0)
+	if (rc == 0 && !relaxed)
 		rc = bs_flush(bs);
-	if (rc < 0)
+	if (rc < 0) {
+		sync_run_hook(&s);
 		return rc;
+	}
 	nc = atomic_load(&b->num_clusters);
 	rc = sync_snapshot(b, &s, nc);
 	/* (3) extent pages, (4) the chain and the root */
@@ -688,6 +728,13 @@ static int blob_sync_locked(struct zvfs_blob *b, bool *committed_out)
 		sync_keep_pending(b, &s);
 		b->md_dirty = true;
 	}
+	if (s.hook) {
+		/* a failure before any flush: the caller's data still has to be waited for */
+		int hrc = sync_run_hook(&s);
+
+		if (rc == 0)
+			rc = hrc;
+	}
 	if (committed_out)
 		*committed_out = committed;
 	free(s.dk);
@@ -705,7 +752,17 @@ int zvfs_blob_sync_md(struct zvfs_blob *blob)
 	int rc;
 
 	pthread_mutex_lock(&blob->md_lock);
-	rc = blob_sync_locked(blob, NULL);
+	rc = blob_sync_locked(blob, NULL, false, NULL, NULL);
+	pthread_mutex_unlock(&blob->md_lock);
+	return rc;
+}
+
+int zvfs_blob_sync_md_relaxed(struct zvfs_blob *blob, int (*before_flush)(void *), void *arg)
+{
+	int rc;
+
+	pthread_mutex_lock(&blob->md_lock);
+	rc = blob_sync_locked(blob, NULL, true, before_flush, arg);
 	pthread_mutex_unlock(&blob->md_lock);
 	return rc;
 }
@@ -932,7 +989,7 @@ int zvfs_blob_create(struct zvfs_bs *bs, const struct zvfs_blob_opts *opts, zvfs
 	}
 	b->num_clusters = opts->num_clusters;
 	pthread_mutex_lock(&b->md_lock);
-	rc = blob_sync_locked(b, &committed);
+	rc = blob_sync_locked(b, &committed, false, NULL, NULL);
 	pthread_mutex_unlock(&b->md_lock);
 	if (rc < 0 && committed) {
 		/*
@@ -1028,7 +1085,7 @@ int zvfs_blob_close(struct zvfs_blob *blob)
 	if (!blob->md_ro) {
 		pthread_mutex_lock(&blob->md_lock);
 		if (blob_needs_sync(blob))
-			rc = blob_sync_locked(blob, NULL);
+			rc = blob_sync_locked(blob, NULL, false, NULL, NULL);
 		pthread_mutex_unlock(&blob->md_lock);
 	}
 	pthread_mutex_lock(&bs->open_lock);
@@ -1349,7 +1406,7 @@ static int window_store(struct zvfs_bs *bs, uint64_t bound)
 	pthread_mutex_lock(&bs->win_blob->md_lock);
 	rc = xattr_set_locked(bs->win_blob, BS_WINDOW_XATTR, v, sizeof(v), true);
 	if (rc == 0)
-		rc = blob_sync_locked(bs->win_blob, NULL);
+		rc = blob_sync_locked(bs->win_blob, NULL, false, NULL, NULL);
 	pthread_mutex_unlock(&bs->win_blob->md_lock);
 	return rc;
 }
