@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "fs/fs_internal.h"
 #include "util/log.h"
@@ -110,14 +111,74 @@ void fs_cache_fini(struct zvfs_fs *fs)
 {
 	struct fs_cache *c = &fs->cache;
 
-	for (uint32_t i = 0; i < c->nring; i++) {
-		zvfs_bdev_buf_free(fs->bdev, c->ring[i]->buf);
+	for (uint32_t i = 0; i < c->nring; i++)
 		free(c->ring[i]);
-	}
+	for (uint32_t i = 0; i < c->nslabs; i++)
+		free(c->slabs[i]);
+	free(c->slabs);
+	c->slabs = NULL;
+	c->nslabs = 0;
+	c->spare = NULL;
 	free(c->ring);
 	c->ring = NULL;
 	c->nring = 0;
 	pthread_mutex_destroy(&c->lock);
+}
+
+/*
+ * Frame memory comes in 2 MiB slabs, each one huge page where the kernel can
+ * give one (MADV_HUGEPAGE), carved into page-sized buffers.  4 KiB buffers
+ * from aligned_alloc were scattered over the heap (and cost a malloc header
+ * each): a cached random read over 256 MiB then paid a TLB miss on nearly
+ * every page, and cached reads ran at 1.5x ext4 instead of 2x.  Buffers of
+ * freed frames are kept for reuse rather than returned.  cache.lock held.
+ */
+#define SLAB_BYTES (2u << 20)
+
+static void *frame_buf_get(struct zvfs_fs *fs)
+{
+	struct fs_cache *c = &fs->cache;
+	void *b;
+
+	if (c->spare) {
+		b = c->spare;
+		memcpy(&c->spare, b, sizeof(void *));
+		memset(b, 0, fs->psz);
+		return b;
+	}
+	if (c->slab_left < fs->psz) {
+		void *slab;
+
+		if (c->nslabs == c->slabs_cap) {
+			uint32_t ncap = c->slabs_cap ? c->slabs_cap * 2 : 16;
+			void **n = realloc(c->slabs, ncap * sizeof(*n));
+
+			if (!n)
+				return NULL;
+			c->slabs = n;
+			c->slabs_cap = ncap;
+		}
+		slab = aligned_alloc(SLAB_BYTES, SLAB_BYTES);
+		if (!slab)
+			return NULL;
+		madvise(slab, SLAB_BYTES, MADV_HUGEPAGE); /* a hint: fine if refused */
+		memset(slab, 0, SLAB_BYTES);
+		c->slabs[c->nslabs++] = slab;
+		c->slab_cur = slab;
+		c->slab_left = SLAB_BYTES;
+	}
+	b = c->slab_cur;
+	c->slab_cur += fs->psz;
+	c->slab_left -= fs->psz;
+	return b;
+}
+
+static void frame_buf_put(struct zvfs_fs *fs, void *b)
+{
+	struct fs_cache *c = &fs->cache;
+
+	memcpy(b, &c->spare, sizeof(void *));
+	c->spare = b;
 }
 
 /* A new frame in the ring; cache.lock held. */
@@ -138,7 +199,7 @@ static struct fs_page *frame_new(struct zvfs_fs *fs)
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return NULL;
-	p->buf = zvfs_bdev_buf_alloc(fs->bdev, fs->psz);
+	p->buf = frame_buf_get(fs);
 	if (!p->buf) {
 		free(p);
 		return NULL;
@@ -158,7 +219,7 @@ static void frame_free(struct zvfs_fs *fs, struct fs_page *p)
 	last->slot = p->slot;
 	if (c->hand >= c->nring)
 		c->hand = 0;
-	zvfs_bdev_buf_free(fs->bdev, p->buf);
+	frame_buf_put(fs, p->buf);
 	free(p);
 }
 

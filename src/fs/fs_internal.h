@@ -58,6 +58,11 @@ struct fs_cache {
 	uint32_t hand;
 	uint64_t limit; /* pages (soft: exceeded only when nothing can be evicted) */
 	struct fs_page *free;
+	void **slabs; /* frame memory: SLAB_BYTES each, never returned before unmount */
+	uint32_t nslabs, slabs_cap;
+	uint8_t *slab_cur; /* carving position in the newest slab */
+	uint32_t slab_left;
+	void *spare;		    /* buffers of freed frames, linked through their first bytes */
 	atomic_uint_fast64_t held;  /* pages owned by files */
 	atomic_uint_fast64_t dirty; /* dirty pages */
 };
@@ -153,6 +158,7 @@ int fs_set_size_xattr(struct zvfs_file *f, uint64_t size);
 bool fs_md_needed(struct zvfs_file *f);
 /* Persist size and metadata (zvfs_blob_sync_md(), which flushes); f->mu held. */
 int fs_persist_md(struct zvfs_file *f);
+int fs_persist_md_hook(struct zvfs_file *f, int (*hook)(void *), void *arg);
 
 /* cache.c */
 int fs_cache_init(struct zvfs_fs *fs, uint64_t bytes);
