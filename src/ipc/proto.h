@@ -188,7 +188,7 @@ struct zvfs_req {
 	uint64_t arg;	      /* 32: per op */
 	uint64_t seq;	      /* 40: increments per request (debugging, stale-reply checks) */
 	uint8_t reserved[16]; /* 48 */
-} __attribute__((packed));
+};
 _Static_assert(sizeof(struct zvfs_req) == 64, "zvfs_req");
 
 struct zvfs_resp {
@@ -199,7 +199,7 @@ struct zvfs_resp {
 	uint64_t val4;	      /* 32 */
 	uint64_t seq;	      /* 40: the request's seq */
 	uint8_t reserved[16]; /* 48 */
-} __attribute__((packed));
+};
 _Static_assert(sizeof(struct zvfs_resp) == 64, "zvfs_resp");
 
 enum zvfs_ring_state {
@@ -211,7 +211,12 @@ enum zvfs_ring_state {
 #define ZVFS_SLEEP_DAEMON 0x1u /* the daemon sleeps on state: wake it after REQ */
 #define ZVFS_SLEEP_CLIENT 0x2u /* the client sleeps on state: wake it after DONE */
 
-/* The header of a ring memfd; the data area follows at ZVFS_RING_HDR. */
+/*
+ * The header of a ring memfd; the data area follows at ZVFS_RING_HDR.  Not
+ * packed: every field sits at its natural alignment (the asserts pin the
+ * offsets), and the state and sleepers words must be addressable as
+ * naturally aligned atomics and futex words.
+ */
 struct zvfs_ring {
 	uint32_t magic;	       /* 0: ZVFS_PROTO_MAGIC */
 	uint32_t version;      /* 4: ZVFS_PROTO_VERSION */
@@ -223,8 +228,15 @@ struct zvfs_ring {
 	struct zvfs_req req;   /* 64 */
 	struct zvfs_resp resp; /* 128 */
 	uint8_t pad1[ZVFS_RING_HDR - 192];
-} __attribute__((packed));
+};
 _Static_assert(sizeof(struct zvfs_ring) == ZVFS_RING_HDR, "zvfs_ring");
+_Static_assert(__builtin_offsetof(struct zvfs_ring, state) == 8, "zvfs_ring.state");
+_Static_assert(__builtin_offsetof(struct zvfs_ring, sleepers) == 12, "zvfs_ring.sleepers");
+_Static_assert(__builtin_offsetof(struct zvfs_ring, data_size) == 16, "zvfs_ring.data_size");
+_Static_assert(__builtin_offsetof(struct zvfs_ring, req) == 64, "zvfs_ring.req");
+_Static_assert(__builtin_offsetof(struct zvfs_ring, resp) == 128, "zvfs_ring.resp");
+_Static_assert(__builtin_offsetof(struct zvfs_req, off) == 16, "zvfs_req.off");
+_Static_assert(__builtin_offsetof(struct zvfs_resp, val) == 8, "zvfs_resp.val");
 
 static inline uint64_t zvfs_ring_bytes(uint32_t data_size)
 {
