@@ -1,3 +1,129 @@
 /* SPDX-License-Identifier: MIT */
-/* proto.c: being written (see ipc/proto.h). */
+/*
+ * proto.c - the checks zvfsd runs on everything a client sends (ipc/proto.h).
+ *
+ * Pure functions over bytes: no allocation, no I/O, no logging, so they are
+ * cheap on the request path and easy to fuzz (tests/fuzz/fuzz_proto.c).
+ * Both sides may use zvfs_msg_check(): it knows the size of every type,
+ * replies included.
+ */
 #include "ipc/proto.h"
+
+#include <errno.h>
+#include <linux/falloc.h>
+#include <string.h>
+
+#include "zvfs/fs.h"
+
+/* Body size of each message type; -1 = variable (at most ZVFS_MSG_MAX - header). */
+struct msg_shape {
+	int body;
+	int nfds;
+};
+
+static const struct msg_shape msg_shapes[] = {
+	[ZVFS_MSG_HELLO] = {sizeof(struct zvfs_msg_hello), 0},
+	[ZVFS_MSG_HELLO_OK] = {sizeof(struct zvfs_msg_hello_ok), 0},
+	[ZVFS_MSG_ERROR] = {sizeof(struct zvfs_msg_error), 0},
+	[ZVFS_MSG_OK] = {0, 0},
+	[ZVFS_MSG_RING_ADD] = {sizeof(struct zvfs_msg_ring_add), 1},
+	[ZVFS_MSG_RING_OK] = {sizeof(struct zvfs_msg_ring_ok), 0},
+	[ZVFS_MSG_OPEN] = {sizeof(struct zvfs_msg_open), 1},
+	[ZVFS_MSG_OPEN_OK] = {sizeof(struct zvfs_msg_open_ok), 0},
+	[ZVFS_MSG_REMOVE] = {0, 1},
+	[ZVFS_MSG_STATS] = {0, 0},
+	[ZVFS_MSG_STATS_OK] = {-1, 0},
+	[ZVFS_MSG_SHUTDOWN] = {0, 0},
+};
+
+int zvfs_msg_check(const void *pkt, size_t n, int nfds)
+{
+	struct zvfs_msg_hdr h;
+	const struct msg_shape *shape;
+
+	if (!pkt || n < sizeof(h) || n > ZVFS_MSG_MAX || nfds < 0)
+		return -EBADMSG;
+	memcpy(&h, pkt, sizeof(h));
+	if (h.magic != ZVFS_PROTO_MAGIC)
+		return -EBADMSG;
+	/* A version mismatch is the one error worth a precise answer: -EPROTO. */
+	if (h.version != ZVFS_PROTO_VERSION)
+		return -EPROTO;
+	if (h.type == 0 || h.type >= sizeof(msg_shapes) / sizeof(msg_shapes[0]))
+		return -EBADMSG;
+	if ((uint64_t)h.len != n - sizeof(h))
+		return -EBADMSG;
+	shape = &msg_shapes[h.type];
+	if (shape->body >= 0 && h.len != (uint32_t)shape->body)
+		return -EBADMSG;
+	if (nfds != shape->nfds)
+		return -EBADMSG;
+	return 0;
+}
+
+/* Flags each op accepts (zvfs_req.flags); unknown bits are -EINVAL. */
+static const uint32_t req_flags[ZVFS_OP_COUNT] = {
+	[ZVFS_OP_NOP] = 0,
+	[ZVFS_OP_READ] = ZVFS_IO_DIRECT | ZVFS_IO_NOWAIT,
+	[ZVFS_OP_WRITE] = ZVFS_IO_DIRECT | ZVFS_IO_DSYNC | ZVFS_IO_SYNC | ZVFS_IO_APPEND,
+	[ZVFS_OP_TRUNCATE] = 0,
+	[ZVFS_OP_FALLOCATE] = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE,
+	[ZVFS_OP_SYNC] = ZVFS_SYNC_DATA | ZVFS_SYNC_NOFLUSH,
+	[ZVFS_OP_WRITEBACK] = 0,
+	[ZVFS_OP_DROP_CACHE] = 0,
+	[ZVFS_OP_PREFETCH] = 0,
+	[ZVFS_OP_STAT] = 0,
+	[ZVFS_OP_SEEK] = 1,
+	[ZVFS_OP_CLOSE] = 0,
+	[ZVFS_OP_SYNC_ALL] = 0,
+};
+
+int zvfs_req_check(const struct zvfs_req *req, uint32_t data_size)
+{
+	if (!req || req->op >= ZVFS_OP_COUNT)
+		return -EOPNOTSUPP;
+	if (req->flags & ~req_flags[req->op])
+		/* fallocate(2) answers an unknown mode with EOPNOTSUPP, not EINVAL. */
+		return req->op == ZVFS_OP_FALLOCATE ? -EOPNOTSUPP : -EINVAL;
+	if (req->off + req->len < req->off)
+		return -EINVAL;
+	switch (req->op) {
+	case ZVFS_OP_READ:
+	case ZVFS_OP_WRITE:
+		if (req->len > data_size)
+			return -EINVAL;
+		break;
+	case ZVFS_OP_FALLOCATE:
+		if (req->len == 0)
+			return -EINVAL;
+		/* The modes zvfs_file_fallocate() knows; PUNCH_HOLE only with KEEP_SIZE. */
+		if ((req->flags & FALLOC_FL_PUNCH_HOLE) &&
+		    (req->flags != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)))
+			return -EOPNOTSUPP;
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+static const char *const op_names[ZVFS_OP_COUNT] = {
+	[ZVFS_OP_NOP] = "nop",
+	[ZVFS_OP_READ] = "read",
+	[ZVFS_OP_WRITE] = "write",
+	[ZVFS_OP_TRUNCATE] = "truncate",
+	[ZVFS_OP_FALLOCATE] = "fallocate",
+	[ZVFS_OP_SYNC] = "sync",
+	[ZVFS_OP_WRITEBACK] = "writeback",
+	[ZVFS_OP_DROP_CACHE] = "drop_cache",
+	[ZVFS_OP_PREFETCH] = "prefetch",
+	[ZVFS_OP_STAT] = "stat",
+	[ZVFS_OP_SEEK] = "seek",
+	[ZVFS_OP_CLOSE] = "close",
+	[ZVFS_OP_SYNC_ALL] = "sync_all",
+};
+
+const char *zvfs_op_name(uint32_t op)
+{
+	return op < ZVFS_OP_COUNT ? op_names[op] : "?";
+}

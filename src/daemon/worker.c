@@ -1,0 +1,319 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * worker.c - request slots: one thread per ring (ipc/ring.h) runs the
+ * client's requests on the file layer.
+ *
+ *   1. ring setup     RING_ADD: check and seal the memfd, map it, start the worker
+ *   2. the worker     wait for REQ, copy, check, execute, publish DONE
+ *   3. execution      one request -> one zvfs/fs.h call, rights checked
+ *   4. teardown       stop, join, unmap; stats folded into the daemon's
+ *
+ * The client can write to the shared mapping at any time, so a worker reads
+ * the request once into private memory and checks that copy; lengths come
+ * from the copy and the data area's size from RING_ADD, never from shared
+ * memory.  The memfd is sealed against shrinking (F_SEAL_SHRINK) before it
+ * is mapped: a client that truncated it could otherwise make the daemon's
+ * next access to the mapping fault (SIGBUS) in the middle of a copy.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon/zvfsd.h"
+#include "util/log.h"
+
+#include "daemon/slot.h" /* ipc/ring.h's handoff; see there why */
+
+/*
+ * How often a sleeping worker looks at its stop flag.  Stopping also wakes it
+ * (zvfsd_slot_wake, repeated until it exits), so this is only a safety net;
+ * long, so idle rings cost next to nothing.
+ */
+#define IDLE_TIMEOUT_NS 1000000000ull
+
+/* ---- 1. ring setup ----------------------------------------------------------- */
+
+static void *worker_main(void *arg);
+
+int zvfsd_ring_add(struct zvfsd_client *c, int memfd, uint32_t data_size, uint32_t tid,
+		   uint32_t *idp)
+{
+	struct zvfsd_ring *ring;
+	struct stat st;
+	void *map;
+	int seals, r;
+
+	if (fstat(memfd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != zvfs_ring_bytes(data_size))
+		return -EINVAL;
+	seals = fcntl(memfd, F_GET_SEALS);
+	if (seals < 0 || (!(seals & F_SEAL_SHRINK) && fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK) < 0))
+		return -EPERM; /* not a memfd made with MFD_ALLOW_SEALING */
+	/* The seal holds from here on: the size cannot go below what fstat said. */
+	if (fstat(memfd, &st) < 0 || (uint64_t)st.st_size < zvfs_ring_bytes(data_size))
+		return -EINVAL;
+	map = mmap(NULL, zvfs_ring_bytes(data_size), PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	if (map == MAP_FAILED)
+		return -errno;
+	if (((struct zvfs_ring *)map)->magic != ZVFS_PROTO_MAGIC ||
+	    ((struct zvfs_ring *)map)->version != ZVFS_PROTO_VERSION) {
+		munmap(map, zvfs_ring_bytes(data_size));
+		return -EBADMSG;
+	}
+	ring = calloc(1, sizeof(*ring));
+	if (!ring) {
+		munmap(map, zvfs_ring_bytes(data_size));
+		return -ENOMEM;
+	}
+	ring->client = c;
+	ring->r = map;
+	ring->data = (uint8_t *)map + ZVFS_RING_HDR;
+	ring->data_size = data_size;
+	ring->id = ++zd.next_ring_id;
+	ring->tid = tid;
+	r = pthread_create(&ring->thread, NULL, worker_main, ring);
+	if (r != 0) {
+		munmap(map, zvfs_ring_bytes(data_size));
+		free(ring);
+		return -r;
+	}
+	ring->next = c->rings;
+	c->rings = ring;
+	c->nrings++;
+	atomic_fetch_add(&zd.nrings, 1);
+	*idp = ring->id;
+	return 0;
+}
+
+/* ---- 2. the worker --------------------------------------------------------------- */
+
+static int64_t execute(struct zvfsd_ring *ring, const struct zvfs_req *req, struct zvfs_resp *resp);
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void account(struct zvfsd_ring *ring, uint32_t op, uint64_t ns, bool err)
+{
+	struct zvfsd_opstat *o;
+
+	if (op >= ZVFS_OP_COUNT)
+		return; /* refused by zvfs_req_check(): logged once per ring, not timed */
+	o = &ring->stats.op[op];
+
+	/* One writer (this thread): relaxed load + store, no locked instruction. */
+	atomic_store_explicit(&o->count, atomic_load_explicit(&o->count, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+	if (err)
+		atomic_store_explicit(&o->errors,
+				      atomic_load_explicit(&o->errors, memory_order_relaxed) + 1,
+				      memory_order_relaxed);
+	atomic_store_explicit(&o->ns_total,
+			      atomic_load_explicit(&o->ns_total, memory_order_relaxed) + ns,
+			      memory_order_relaxed);
+	if (ns > atomic_load_explicit(&o->ns_max, memory_order_relaxed))
+		atomic_store_explicit(&o->ns_max, ns, memory_order_relaxed);
+	_Atomic uint64_t *b = &o->hist[zvfsd_hist_bucket(ns)];
+	atomic_store_explicit(b, atomic_load_explicit(b, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+}
+
+static void *worker_main(void *arg)
+{
+	struct zvfsd_ring *ring = arg;
+	struct zvfs_ring *r = ring->r;
+
+	while (!atomic_load_explicit(&ring->stop, memory_order_acquire)) {
+		struct zvfs_resp resp;
+		struct zvfs_req req;
+		uint64_t t0;
+		uint32_t s = zvfsd_slot_load(r);
+
+		if (s != ZVFS_RING_REQ) {
+			/* DONE (client not done reading), IDLE, or garbage: wait for a change. */
+			zvfsd_slot_wait(r, s, zd.spin_ns, ZVFS_SLEEP_DAEMON, IDLE_TIMEOUT_NS);
+			continue;
+		}
+		t0 = now_ns();
+		/* Copy first: the client may change the slot under us at any time. */
+		memcpy(&req, &r->req, sizeof(req));
+		memset(&resp, 0, sizeof(resp));
+		resp.seq = req.seq;
+		resp.result = execute(ring, &req, &resp);
+		memcpy(&r->resp, &resp, sizeof(resp));
+		/* Service time (copy, check, execute); the wakeup below is the client's wait. */
+		t0 = now_ns() - t0;
+		zvfsd_slot_publish(r, ZVFS_RING_DONE, ZVFS_SLEEP_CLIENT);
+		account(ring, req.op, t0, resp.result < 0);
+	}
+	return NULL;
+}
+
+/* ---- 3. execution ---------------------------------------------------------------- */
+
+static int64_t execute(struct zvfsd_ring *ring, const struct zvfs_req *req, struct zvfs_resp *resp)
+{
+	struct zvfs_file *file = NULL;
+	uint32_t rights = 0, need;
+	struct iovec iov;
+	int64_t ret;
+	int r;
+
+	r = zvfs_req_check(req, ring->data_size);
+	if (r < 0) {
+		if (!ring->complained) {
+			ring->complained = true;
+			ZVFS_WARN("client %u (pid %d) ring %u: bad request (op %u %s, flags 0x%x, "
+				  "len %llu): %s; further bad requests on this ring are not logged",
+				  ring->client->id, (int)ring->client->pid, ring->id, req->op,
+				  zvfs_op_name(req->op), req->flags, (unsigned long long)req->len,
+				  strerror(-r));
+		}
+		return r;
+	}
+	if (req->op == ZVFS_OP_NOP)
+		return 0;
+	if (req->op == ZVFS_OP_SYNC_ALL)
+		return zvfs_fs_sync_all(zd.fs);
+	r = zvfsd_handle_get(ring->client, req->handle, &file, &rights);
+	if (r < 0)
+		return r;
+	need = zvfsd_op_rights(req->op);
+	if ((rights & need) != need) {
+		ret = -EBADF; /* as the kernel answers write(2) on an O_RDONLY fd */
+		goto out;
+	}
+	iov.iov_base = ring->data;
+	iov.iov_len = req->len; /* <= data_size: zvfs_req_check() */
+	switch (req->op) {
+	case ZVFS_OP_READ:
+		ret = zvfs_file_read(file, &iov, 1, req->off, req->flags);
+		break;
+	case ZVFS_OP_WRITE: {
+		uint64_t end = 0;
+
+		ret = zvfs_file_write(file, &iov, 1, req->off, req->flags, &end);
+		resp->val = end;
+		break;
+	}
+	case ZVFS_OP_TRUNCATE:
+		ret = zvfs_file_truncate(file, req->arg);
+		break;
+	case ZVFS_OP_FALLOCATE:
+		ret = zvfs_file_fallocate(file, (int)req->flags, req->off, req->len);
+		break;
+	case ZVFS_OP_SYNC:
+		ret = zvfs_file_sync(file, req->flags);
+		break;
+	case ZVFS_OP_WRITEBACK:
+		ret = zvfs_file_writeback(file, req->off, req->len);
+		break;
+	case ZVFS_OP_DROP_CACHE:
+		ret = zvfs_file_drop_cache(file, req->off, req->len);
+		break;
+	case ZVFS_OP_PREFETCH:
+		ret = zvfs_file_prefetch(file, req->off, req->len);
+		break;
+	case ZVFS_OP_STAT: {
+		struct zvfs_file_stat st;
+
+		ret = zvfs_file_stat(file, &st);
+		if (ret == 0) {
+			resp->val = st.size;
+			resp->val2 = st.allocated;
+			resp->val3 = st.blob_id;
+			resp->val4 = st.unlinked ? 1 : 0;
+		}
+		break;
+	}
+	case ZVFS_OP_SEEK: {
+		uint64_t res = 0;
+
+		ret = zvfs_file_seek(file, req->off, req->flags & 1, &res);
+		resp->val = res;
+		break;
+	}
+	case ZVFS_OP_CLOSE:
+		ret = zvfsd_handle_close(ring->client, req->handle);
+		break;
+	default:
+		ret = -EOPNOTSUPP;
+		break;
+	}
+out:
+	zvfsd_handle_put(ring->client, req->handle);
+	return ret;
+}
+
+/* ---- 4. teardown ------------------------------------------------------------------ */
+
+static void opstat_add(struct zvfsd_opstat *d, const struct zvfsd_opstat *s)
+{
+#define ADD(f)                                                                                     \
+	atomic_fetch_add_explicit(&d->f, atomic_load_explicit(&s->f, memory_order_relaxed),        \
+				  memory_order_relaxed)
+	ADD(count);
+	ADD(errors);
+	ADD(ns_total);
+	for (unsigned i = 0; i < ZVFSD_HIST; i++)
+		ADD(hist[i]);
+#undef ADD
+	uint64_t m = atomic_load_explicit(&s->ns_max, memory_order_relaxed);
+	if (m > atomic_load_explicit(&d->ns_max, memory_order_relaxed))
+		atomic_store_explicit(&d->ns_max, m, memory_order_relaxed);
+}
+
+void zvfsd_stats_add(struct zvfsd_stats *sum, const struct zvfsd_stats *s)
+{
+	for (unsigned op = 0; op < ZVFS_OP_COUNT; op++)
+		opstat_add(&sum->op[op], &s->op[op]);
+}
+
+void zvfsd_rings_stop(struct zvfsd_client *c)
+{
+	struct zvfsd_ring *ring;
+
+	/* Flag them all first, so they wind down in parallel. */
+	for (ring = c->rings; ring; ring = ring->next) {
+		atomic_store_explicit(&ring->stop, true, memory_order_release);
+		/* A sleeping worker wakes now instead of at its timeout. */
+		zvfsd_slot_wake(ring->r);
+	}
+	while ((ring = c->rings) != NULL) {
+		c->rings = ring->next;
+		/*
+		 * A worker still spinning when it was woken goes to sleep after
+		 * the wake: wake it again every 2 ms until it has gone.
+		 */
+		for (;;) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 2000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			if (pthread_timedjoin_np(ring->thread, NULL, &ts) != ETIMEDOUT)
+				break;
+			zvfsd_slot_wake(ring->r);
+		}
+		pthread_mutex_lock(&zd.stats_lock);
+		zvfsd_stats_add(&zd.done, &ring->stats);
+		pthread_mutex_unlock(&zd.stats_lock);
+		munmap(ring->r, zvfs_ring_bytes(ring->data_size));
+		free(ring);
+		c->nrings--;
+		atomic_fetch_sub(&zd.nrings, 1);
+	}
+}
