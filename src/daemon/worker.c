@@ -27,11 +27,11 @@
 #include "daemon/zvfsd.h"
 #include "util/log.h"
 
-#include "daemon/slot.h" /* ipc/ring.h's handoff; see there why */
+#include "ipc/ring.h"
 
 /*
  * How often a sleeping worker looks at its stop flag.  Stopping also wakes it
- * (zvfsd_slot_wake, repeated until it exits), so this is only a safety net;
+ * (zvfs_ring_wake, repeated until it exits), so this is only a safety net;
  * long, so idle rings cost next to nothing.
  */
 #define IDLE_TIMEOUT_NS 1000000000ull
@@ -137,11 +137,11 @@ static void *worker_main(void *arg)
 		struct zvfs_resp resp;
 		struct zvfs_req req;
 		uint64_t t0;
-		uint32_t s = zvfsd_slot_load(r);
+		uint32_t s = zvfs_ring_load_state(r);
 
 		if (s != ZVFS_RING_REQ) {
 			/* DONE (client not done reading), IDLE, or garbage: wait for a change. */
-			zvfsd_slot_wait(r, s, zd.spin_ns, ZVFS_SLEEP_DAEMON, IDLE_TIMEOUT_NS);
+			zvfs_ring_wait(r, s, zd.spin_ns, ZVFS_SLEEP_DAEMON, IDLE_TIMEOUT_NS);
 			continue;
 		}
 		t0 = now_ns();
@@ -153,7 +153,7 @@ static void *worker_main(void *arg)
 		memcpy(&r->resp, &resp, sizeof(resp));
 		/* Service time (copy, check, execute); the wakeup below is the client's wait. */
 		t0 = now_ns() - t0;
-		zvfsd_slot_publish(r, ZVFS_RING_DONE, ZVFS_SLEEP_CLIENT);
+		zvfs_ring_publish(r, ZVFS_RING_DONE, ZVFS_SLEEP_CLIENT);
 		account(ring, req.op, t0, resp.result < 0);
 	}
 	return NULL;
@@ -287,7 +287,7 @@ void zvfsd_rings_stop(struct zvfsd_client *c)
 	for (ring = c->rings; ring; ring = ring->next) {
 		atomic_store_explicit(&ring->stop, true, memory_order_release);
 		/* A sleeping worker wakes now instead of at its timeout. */
-		zvfsd_slot_wake(ring->r);
+		zvfs_ring_wake(ring->r);
 	}
 	while ((ring = c->rings) != NULL) {
 		c->rings = ring->next;
@@ -306,7 +306,7 @@ void zvfsd_rings_stop(struct zvfsd_client *c)
 			}
 			if (pthread_timedjoin_np(ring->thread, NULL, &ts) != ETIMEDOUT)
 				break;
-			zvfsd_slot_wake(ring->r);
+			zvfs_ring_wake(ring->r);
 		}
 		pthread_mutex_lock(&zd.stats_lock);
 		zvfsd_stats_add(&zd.done, &ring->stats);

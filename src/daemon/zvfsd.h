@@ -7,7 +7,6 @@
  *             STATS, SHUTDOWN), its handle table, teardown; the STATS text
  *   worker.c  one thread per ring: requests from shared memory to zvfs/fs.h
  *   decode.c  the pure decoding of control packets (fuzzed)
- *   slot.h    ipc/ring.h's handoff with aligned atomics (why: see there)
  *
  * Threads: the main thread runs the epoll loop and every control message;
  * it alone creates clients and rings.  Ring workers touch only their ring,

@@ -19,6 +19,7 @@
 #define ZVFS_IPC_RING_H
 
 #include <errno.h>
+#include <limits.h>
 #include <linux/futex.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -48,6 +49,12 @@ static inline void zvfs_ring_publish(struct zvfs_ring *r, uint32_t s, uint32_t p
 	atomic_store_explicit((_Atomic uint32_t *)&r->state, s, memory_order_seq_cst);
 	if (atomic_load_explicit((_Atomic uint32_t *)&r->sleepers, memory_order_seq_cst) & peer_bit)
 		syscall(SYS_futex, &r->state, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+
+/* Wake whoever sleeps on the state word (shutdown: a worker must notice at once). */
+static inline void zvfs_ring_wake(struct zvfs_ring *r)
+{
+	syscall(SYS_futex, &r->state, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
 }
 
 static inline void zvfs_ring_cpu_relax(void)

@@ -30,7 +30,7 @@
 
 #include "ipc/proto.h"
 #include "zvfs/fs.h"
-#include "daemon/slot.h" /* ipc/ring.h's handoff, usable with clang too */
+#include "ipc/ring.h"
 
 static const char *g_zvfsd, *g_tool;
 static char g_dir[64], g_img[128], g_dev[192], g_sock[100];
@@ -236,16 +236,16 @@ static int64_t ring_call(struct ring *rg, uint32_t op, uint32_t flags, uint64_t 
 	int64_t s;
 
 	memcpy(&rg->r->req, &req, sizeof(req));
-	zvfsd_slot_publish(rg->r, ZVFS_RING_REQ, ZVFS_SLEEP_DAEMON);
+	zvfs_ring_publish(rg->r, ZVFS_RING_REQ, ZVFS_SLEEP_DAEMON);
 	for (int i = 0; i < 50; i++) {
-		s = zvfsd_slot_wait(rg->r, ZVFS_RING_REQ, 20000, ZVFS_SLEEP_CLIENT, 200000000);
+		s = zvfs_ring_wait(rg->r, ZVFS_RING_REQ, 20000, ZVFS_SLEEP_CLIENT, 200000000);
 		if (s == ZVFS_RING_DONE)
 			break;
 	}
 	if (s != ZVFS_RING_DONE)
 		return -EIO;
 	memcpy(&resp, &rg->r->resp, sizeof(resp));
-	zvfsd_slot_store(rg->r, ZVFS_RING_IDLE);
+	zvfs_ring_store_state(rg->r, ZVFS_RING_IDLE);
 	if (respp)
 		*respp = resp;
 	if (resp.seq != req.seq)
@@ -809,7 +809,7 @@ static int t_malformed(int fds_before)
 			CHECK(0, "no answer to random request %d", i);
 	}
 	/* A garbage state word: the worker waits it out; the next request is served. */
-	zvfsd_slot_store(rg.r, 77);
+	zvfs_ring_store_state(rg.r, 77);
 	CHECK(ring_call(&rg, ZVFS_OP_NOP, 0, 0, 0, 0, 0, NULL) == 0, "after garbage state");
 
 	/* Others are served all along. */
