@@ -451,26 +451,37 @@ static int open_fd(int fd, uint32_t flags, struct zvfs_file **filep, uint32_t *r
 	fl = fcntl(fd, F_GETFL);
 	if (fl < 0)
 		return -errno;
-	if (fl & O_PATH) {
+	if (flags & ZVFS_OPEN_STAT) {
+		*rightsp = 0; /* size and allocation only, as stat(2) shows anyone */
+	} else if (fl & O_PATH) {
 		*why = "an O_PATH descriptor grants no access";
 		return -EBADF;
-	}
-	switch (fl & O_ACCMODE) {
-	case O_RDONLY:
-		*rightsp = ZVFS_RIGHT_READ;
-		break;
-	case O_WRONLY:
-		*rightsp = ZVFS_RIGHT_WRITE;
-		break;
-	case O_RDWR:
-		*rightsp = ZVFS_RIGHT_READ | ZVFS_RIGHT_WRITE;
-		break;
-	default:
-		return -EBADF;
+	} else {
+		switch (fl & O_ACCMODE) {
+		case O_RDONLY:
+			*rightsp = ZVFS_RIGHT_READ;
+			break;
+		case O_WRONLY:
+			*rightsp = ZVFS_RIGHT_WRITE;
+			break;
+		case O_RDWR:
+			*rightsp = ZVFS_RIGHT_READ | ZVFS_RIGHT_WRITE;
+			break;
+		default:
+			return -EBADF;
+		}
 	}
 	ino.dev = (uint64_t)st.st_dev;
 	ino.ino = (uint64_t)st.st_ino;
-	xlen = fgetxattr(fd, ZVFS_FS_XATTR, xattr, sizeof(xattr));
+	if (fl & O_PATH) {
+		/* fgetxattr() refuses O_PATH descriptors; the proc link reaches any. */
+		char path[64];
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		xlen = getxattr(path, ZVFS_FS_XATTR, xattr, sizeof(xattr));
+	} else {
+		xlen = fgetxattr(fd, ZVFS_FS_XATTR, xattr, sizeof(xattr));
+	}
 	if (xlen < 0 && errno == ERANGE) {
 		*why = "malformed ZVFS xattr (too long)";
 		return -EUCLEAN;

@@ -90,8 +90,10 @@ int zvfsd_ctl_decode(const void *pkt, size_t n, int nfds, bool hello_done, struc
 
 		memcpy(&m, body, sizeof(m));
 		out->open_flags = m.flags;
-		if (m.flags & ~(ZVFS_OPEN_CREATE | ZVFS_OPEN_TRUNC))
+		if (m.flags & ~(ZVFS_OPEN_CREATE | ZVFS_OPEN_TRUNC | ZVFS_OPEN_STAT))
 			return fail(out, -EINVAL, false, "unknown OPEN flags");
+		if ((m.flags & ZVFS_OPEN_STAT) && (m.flags & (ZVFS_OPEN_CREATE | ZVFS_OPEN_TRUNC)))
+			return fail(out, -EINVAL, false, "OPEN: STAT excludes CREATE and TRUNC");
 		break;
 	}
 	default:

@@ -28,7 +28,8 @@
  *                    THAT FD: a client reaches only files it has open, with
  *                    the rights of its open.  flags ZVFS_OPEN_CREATE: make
  *                    it a ZVFS file (the daemon creates the blob and sets the
- *                    xattr on the fd itself); ZVFS_OPEN_TRUNC.  Reply OPEN_OK.
+ *                    xattr on the fd itself); ZVFS_OPEN_TRUNC; ZVFS_OPEN_STAT
+ *                    (a stat-only handle, O_PATH fds accepted).  Reply OPEN_OK.
  *   REMOVE     c->d  1 fd (O_PATH or any) of a placeholder the client has
  *                    just unlinked or renamed over: the daemon frees its blob
  *                    when fstat says st_nlink == 0 (and its last handle
@@ -141,6 +142,13 @@ _Static_assert(sizeof(struct zvfs_msg_ring_ok) == 8, "zvfs_msg_ring_ok");
 
 #define ZVFS_OPEN_CREATE 0x1u /* make the (empty, xattr-less) placeholder a ZVFS file */
 #define ZVFS_OPEN_TRUNC	 0x2u /* truncate to 0 (needs write access) */
+/*
+ * A handle for STAT (and SEEK, CLOSE) only, no read or write right: any fd,
+ * O_PATH included, as stat(2) needs no permission on the file itself.  Lets
+ * a client look a file up by name through an O_PATH fd, whose close -- unlike
+ * any other fd's -- does not drop the process's fcntl locks on the file.
+ */
+#define ZVFS_OPEN_STAT 0x4u
 
 struct zvfs_msg_open {	   /* OPEN (+ 1 fd) */
 	uint32_t flags;	   /* 0: ZVFS_OPEN_* */

@@ -589,6 +589,23 @@ static int t_read_only(void)
 	/* TRUNC and CREATE need a writable descriptor too. */
 	CHECK(cl_open(s, rfd, ZVFS_OPEN_TRUNC, NULL) == -EBADF, "O_TRUNC through O_RDONLY");
 	close(rfd);
+	/* An O_PATH fd with ZVFS_OPEN_STAT: stat only (a client's stat(2) by name). */
+	rfd = open(path, O_PATH | O_CLOEXEC);
+	h = cl_open(s, rfd, ZVFS_OPEN_STAT, &ok);
+	CHECK(h > 0 && ok.rights == 0, "O_PATH open for STAT");
+	{
+		struct zvfs_resp resp;
+
+		CHECK(ring_call(&rg, ZVFS_OP_STAT, 0, (uint64_t)h, 0, 0, 0, &resp) == 0 &&
+			      resp.val == 3,
+		      "stat through a STAT handle");
+	}
+	CHECK(ring_call(&rg, ZVFS_OP_READ, 0, (uint64_t)h, 0, 3, 0, NULL) == -EBADF,
+	      "read through a STAT handle");
+	CHECK(ring_call(&rg, ZVFS_OP_WRITE, 0, (uint64_t)h, 0, 3, 0, NULL) == -EBADF,
+	      "write through a STAT handle");
+	CHECK(cl_open(s, rfd, ZVFS_OPEN_STAT | ZVFS_OPEN_TRUNC, NULL) < 0, "STAT with TRUNC");
+	close(rfd);
 	rfd = file_create("ro2", O_RDONLY, path, sizeof(path));
 	CHECK(cl_open(s, rfd, ZVFS_OPEN_CREATE, NULL) == -EBADF, "create through O_RDONLY");
 	close(rfd);
