@@ -17,6 +17,15 @@
  * Direct mode: one process holds the store (an fcntl lock on the device).
  * A child can only use ZVFS if the parent gives the store up before fork or
  * spawn; see prepare_children() for when that is safe.
+ *
+ * Daemon mode (ZVFS_MODE=daemon, backend_remote.c): zvfsd holds the store
+ * and every process talks to it, so none of the hand-off is needed.  What
+ * remains here: before a fork or spawn the offsets go to the kernel and
+ * every open description becomes `shared` (its offset lives in the kernel
+ * from then on, for both processes); the fork child drops the parent's
+ * connection and its descriptors get handles of their own on first use
+ * (the same revival as above: zp_engine_gen moves on); at exec and exit
+ * offsets and sizes go to the kernel and the placeholders.
  */
 #include "preload/preload.h"
 
@@ -28,6 +37,7 @@
 #include <sys/syscall.h>
 #include <sys/xattr.h>
 
+#include "ipc/proto.h"
 #include "util/parse.h"
 
 /* Shared with fdtable.c and wrap_*.c (preload.h, not mine, has no place for them). */
@@ -45,6 +55,7 @@ void zp_core_fdtable_after_fork(void);
 /* ---- 1. globals ----------------------------------------------------------------- */
 
 struct zp_config zp_cfg;
+const struct zp_backend *zp_be = &zp_backend_local;
 struct zp_real zp_real;
 __thread int zp_internal __attribute__((tls_model("initial-exec")));
 atomic_bool zp_ready;
@@ -398,9 +409,48 @@ static void read_config(void)
 	}
 
 	zp_cfg.mode = ZP_MODE_DIRECT;
+	zp_be = &zp_backend_local;
 	v = getenv("ZVFS_MODE");
-	if (v && *v && strcmp(v, "direct") != 0)
-		ZVFS_ERR("ZVFS_MODE=%s: only \"direct\" is supported; using direct", v);
+	if (v && strcmp(v, "daemon") == 0) {
+		zp_cfg.mode = ZP_MODE_DAEMON;
+		zp_be = &zp_backend_remote;
+	} else if (v && *v && strcmp(v, "direct") != 0) {
+		ZVFS_ERR("ZVFS_MODE=%s: not \"direct\" or \"daemon\"; using direct", v);
+	}
+
+	v = getenv("ZVFS_SOCKET");
+	if (!v || !*v)
+		v = ZVFS_DEFAULT_SOCKET;
+	if (strlen(v) >= sizeof(zp_cfg.socket)) {
+		ZVFS_ERR("ZVFS_SOCKET is too long (a Unix socket path has at most %zu bytes); "
+			 "using %s",
+			 sizeof(zp_cfg.socket) - 1, ZVFS_DEFAULT_SOCKET);
+		v = ZVFS_DEFAULT_SOCKET;
+	}
+	strcpy(zp_cfg.socket, v);
+
+	/*
+	 * How long a thread spins on its request before sleeping on the futex
+	 * (ring.h always polls 64 times first, about a microsecond, which is
+	 * what a null request takes).  With two CPUs or fewer a spinning client
+	 * takes the CPU the daemon's worker and the device completion need:
+	 * measured on a 2-vCPU VM, 4 KiB O_DIRECT reads went from 8.7k IOPS
+	 * (no spin) to 4.9k (30 us) and 1.5k (100 us, daemon spinning too).
+	 * With more CPUs 30 us covers a cached 4 KiB request.
+	 */
+	zp_cfg.spin_ns = sysconf(_SC_NPROCESSORS_ONLN) > 2 ? 30000 : 0;
+	v = getenv("ZVFS_SPIN_US");
+	if (v && *v) {
+		char *end;
+		unsigned long us = strtoul(v, &end, 10);
+
+		if (*end || us > 1000000)
+			ZVFS_ERR("ZVFS_SPIN_US=%s: not a number of microseconds <= 1000000; "
+				 "using the default",
+				 v);
+		else
+			zp_cfg.spin_ns = (uint64_t)us * 1000;
+	}
 
 	v = getenv("ZVFS_DEVICE");
 	if (!v || !*v)
@@ -536,9 +586,12 @@ static void sync_fds_to_kernel(void)
 			continue;
 		if (!zp_ofd_stale(ofd)) {
 			pthread_mutex_lock(&ofd->pos_lock);
-			ZP_REAL(lseek)(fd, (off_t)ofd->pos, SEEK_SET);
+			if (!ofd->shared)
+				ZP_REAL(lseek)(fd, (off_t)ofd->pos, SEEK_SET);
 			pthread_mutex_unlock(&ofd->pos_lock);
 			zp_placeholder_sync(fd, ofd);
+			if (zp_remote())
+				(void)zp_remote_flush(ofd->file);
 		}
 		zp_ofd_put(ofd);
 	}
@@ -576,6 +629,15 @@ void zp_core_shutdown(bool flush_stdio)
 {
 	if (flush_stdio)
 		zp_stdio_flush_all();
+	if (zp_remote()) {
+		/* The daemon keeps the store: only offsets and sizes go to the kernel. */
+		ZP_ENTER();
+		pthread_mutex_lock(&g_engine_lock);
+		sync_fds_to_kernel();
+		pthread_mutex_unlock(&g_engine_lock);
+		ZP_LEAVE();
+		return;
+	}
 	if (!atomic_load(&g_fs))
 		return;
 	ZP_ENTER();
@@ -604,6 +666,10 @@ void zp_core_protect_fd(int fd)
 	size_t n;
 	ssize_t len;
 
+	if (zp_remote()) {
+		zp_remote_protect_fd(fd);
+		return;
+	}
 	if (!atomic_load(&g_fs))
 		return;
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
@@ -638,6 +704,17 @@ void zp_engine_forget_after_fork(void)
 
 	pthread_mutex_init(&g_engine_lock, NULL);
 	zp_core_fdtable_after_fork();
+	if (zp_remote()) {
+		/*
+		 * The parent's connection and rings are the parent's: a new one is
+		 * made on first use, and every inherited descriptor gets a handle
+		 * of its own then (stale now, revived by zp_fd_get()).
+		 */
+		zp_remote_after_fork_child();
+		atomic_fetch_add(&zp_engine_gen, 1);
+		zp_aio_after_fork();
+		return;
+	}
 	if (fs) {
 		atomic_store(&g_fs, NULL);
 		atomic_fetch_add(&zp_engine_gen, 1);
@@ -696,6 +773,31 @@ static long thread_count(void)
 	return count;
 }
 
+/*
+ * Daemon mode, before a child is made: every description may now be used by
+ * two processes, so its offset goes to the kernel and stays there.
+ */
+static void share_all_locked(void)
+{
+	int limit = zp_fd_limit();
+
+	for (int fd = 0; fd < limit; fd++) {
+		struct zp_ofd *ofd = zp_core_fd_peek(fd);
+
+		if (!ofd)
+			continue;
+		pthread_mutex_lock(&ofd->pos_lock);
+		if (!ofd->shared && !zp_ofd_stale(ofd)) {
+			ZP_REAL(lseek)(fd, (off_t)ofd->pos, SEEK_SET);
+			ofd->shared = true;
+		}
+		pthread_mutex_unlock(&ofd->pos_lock);
+		if (!zp_ofd_stale(ofd))
+			zp_placeholder_sync(fd, ofd);
+		zp_ofd_put(ofd);
+	}
+}
+
 /* An open ZVFS file has lost its last name: its blob dies with the mount. */
 static bool unlinked_file_open(void)
 {
@@ -732,7 +834,9 @@ static void prepare_locked(void)
 {
 	ZP_ENTER();
 	pthread_mutex_lock(&g_engine_lock);
-	if (atomic_load(&g_fs)) {
+	if (zp_remote()) {
+		share_all_locked();
+	} else if (atomic_load(&g_fs)) {
 		sync_fds_to_kernel();
 		if (zp_fd_count() == 0) {
 			unmount_locked();
@@ -760,14 +864,11 @@ void zp_core_after_exec_failed(void)
 /* ---- 5. zp_file_lookup -------------------------------------------------------------- */
 
 int zp_file_lookup(int fd, int dirfd, const char *path, bool follow, const struct stat *st,
-		   struct zvfs_file **filep)
+		   struct zp_file **filep)
 {
 	char xattr[ZVFS_FS_XATTR_MAX + 1];
 	char procpath[PATH_MAX + 64];
-	struct zvfs_fs_ino ino;
-	struct zvfs_fs *fs;
 	ssize_t xlen;
-	int err = -EIO;
 	int r;
 
 	if (!S_ISREG(st->st_mode))
@@ -794,15 +895,8 @@ int zp_file_lookup(int fd, int dirfd, const char *path, bool follow, const struc
 			return -EUCLEAN;
 		return -errno;
 	}
-	ino.dev = (uint64_t)st->st_dev;
-	ino.ino = (uint64_t)st->st_ino;
 	ZP_ENTER();
-	fs = zp_engine(&err);
-	if (!fs) {
-		ZP_LEAVE();
-		return err;
-	}
-	r = zvfs_fs_file_open(fs, xattr, (size_t)xlen, &ino, filep);
+	r = zp_be->open(fd, dirfd, path, follow, st, xattr, (size_t)xlen, filep);
 	ZP_LEAVE();
 	return r < 0 ? r : 1;
 }

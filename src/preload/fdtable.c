@@ -26,6 +26,9 @@ struct zp_ofd *zp_core_fd_peek(int fd);
 int zp_core_fd_mark(int fd);
 void zp_core_fdtable_after_fork(void);
 
+/* Never equal to zp_engine_gen (it would take 2^32 mounts): always stale. */
+#define DEAD_GEN UINT_MAX
+
 /* ---- 1. ofd memory ------------------------------------------------------------------ */
 
 #define OFD_CHUNK 64
@@ -50,7 +53,7 @@ static struct zp_ofd *ofd_alloc(void)
 			return NULL;
 		}
 		for (int i = 0; i < OFD_CHUNK; i++) {
-			chunk[i].file = (struct zvfs_file *)g_free;
+			chunk[i].file = (struct zp_file *)g_free;
 			g_free = &chunk[i];
 		}
 	}
@@ -63,12 +66,12 @@ static struct zp_ofd *ofd_alloc(void)
 static void ofd_free(struct zp_ofd *ofd)
 {
 	pthread_mutex_lock(&g_free_lock);
-	ofd->file = (struct zvfs_file *)g_free;
+	ofd->file = (struct zp_file *)g_free;
 	g_free = ofd;
 	pthread_mutex_unlock(&g_free_lock);
 }
 
-struct zp_ofd *zp_ofd_new(struct zvfs_file *file, int flags, uint64_t pos,
+struct zp_ofd *zp_ofd_new(struct zp_file *file, int flags, uint64_t pos,
 			  const struct zvfs_fs_ino *ino)
 {
 	struct zp_ofd *ofd = ofd_alloc();
@@ -83,6 +86,8 @@ struct zp_ofd *zp_ofd_new(struct zvfs_file *file, int flags, uint64_t pos,
 	atomic_store(&ofd->flags, flags);
 	atomic_store(&ofd->size_dirty, false);
 	ofd->ino = *ino;
+	ofd->shared = false;
+	atomic_store(&ofd->kfd, -1);
 	atomic_store_explicit(&ofd->refs, 1, memory_order_release);
 	return ofd;
 }
@@ -109,14 +114,18 @@ void zp_ofd_put(struct zp_ofd *ofd)
 {
 	if (atomic_fetch_sub_explicit(&ofd->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	/* A stale ofd's handle went away with its mount (unmount or fork). */
+	/* A stale ofd's handle went away with its mount or connection (or fork). */
 	if (!zp_ofd_stale(ofd)) {
 		ZP_ENTER();
-		int r = zvfs_file_close(ofd->file);
+		int r = zp_file_close(ofd->file);
 
 		ZP_LEAVE();
 		if (r < 0)
 			ZVFS_WARN("close of a ZVFS file: %s", strerror(-r));
+	} else if (ofd->file) {
+		ZP_ENTER();
+		zp_be->forget(ofd->file);
+		ZP_LEAVE();
 	}
 	pthread_mutex_destroy(&ofd->pos_lock);
 	ofd_free(ofd);
@@ -177,6 +186,8 @@ void zp_fd_set(int fd, struct zp_ofd *ofd)
 		return;
 	}
 	zp_ofd_get(ofd);
+	if (atomic_load_explicit(&ofd->kfd, memory_order_relaxed) < 0)
+		atomic_store_explicit(&ofd->kfd, fd, memory_order_relaxed);
 	old = atomic_exchange_explicit(s, ofd, memory_order_acq_rel);
 	if (old)
 		zp_ofd_put(old);
@@ -196,6 +207,10 @@ void zp_fd_clear(int fd)
 		return;
 	old = atomic_exchange_explicit(s, NULL, memory_order_acq_rel);
 	if (old) {
+		int k = fd;
+
+		/* Another fd of the description takes over (zp_ofd_kfd() finds it). */
+		atomic_compare_exchange_strong(&old->kfd, &k, -1);
 		atomic_fetch_sub(&g_count, 1);
 		zp_ofd_put(old);
 	}
@@ -250,6 +265,8 @@ struct zp_ofd *zp_core_fd_peek(int fd)
  * kernel's offset (which the unmount left there) and put the new ofd in
  * every slot that shared the old one, so dup'ed fds still share an offset.
  */
+static int recognize(int fd, bool shared);
+
 static void revive(int fd, struct zp_ofd *old)
 {
 	int limit = zp_fd_limit();
@@ -261,7 +278,16 @@ static void revive(int fd, struct zp_ofd *old)
 		pthread_mutex_unlock(&g_revive_lock);
 		return; /* someone else did it */
 	}
-	r = zp_fd_recognize(fd);
+	if (zp_remote() && !old->shared && old->gen != DEAD_GEN) {
+		/*
+		 * The daemon went away under a description only this process uses:
+		 * its offset is the cached one, which the new ofd starts from.
+		 */
+		pthread_mutex_lock(&old->pos_lock);
+		ZP_REAL(lseek)(fd, (off_t)old->pos, SEEK_SET);
+		pthread_mutex_unlock(&old->pos_lock);
+	}
+	r = recognize(fd, old->shared);
 	if (r <= 0) {
 		static atomic_bool told;
 
@@ -355,9 +381,6 @@ static struct zp_ofd *same_description(int fd, const struct stat *st, bool any)
 	return NULL;
 }
 
-/* Never equal to zp_engine_gen (it would take 2^32 mounts): always stale. */
-#define DEAD_GEN UINT_MAX
-
 static void install_dead(int fd, int flags, const struct stat *st)
 {
 	struct zvfs_fs_ino ino = {.dev = (uint64_t)st->st_dev, .ino = (uint64_t)st->st_ino};
@@ -367,13 +390,21 @@ static void install_dead(int fd, int flags, const struct stat *st)
 	if (!ofd)
 		return;
 	ofd->gen = DEAD_GEN;
+	/* Daemon mode: inherited, so perhaps used by another process too. */
+	ofd->shared = zp_remote();
 	zp_fd_set(fd, ofd);
 	zp_ofd_put(ofd);
 }
 
 int zp_fd_recognize(int fd)
 {
-	struct zvfs_file *file;
+	/* Daemon mode: a description this process did not open may be another's too. */
+	return recognize(fd, zp_remote());
+}
+
+static int recognize(int fd, bool shared)
+{
+	struct zp_file *file;
 	struct zvfs_fs_ino ino;
 	struct zp_ofd *ofd;
 	struct stat st;
@@ -406,7 +437,7 @@ int zp_fd_recognize(int fd)
 	ofd = same_description(fd, &st, false);
 	if (ofd) {
 		ZP_ENTER();
-		zvfs_file_close(file); /* the shared ofd holds its own handle */
+		zp_file_close(file); /* the shared ofd holds its own handle */
 		ZP_LEAVE();
 		zp_fd_set(fd, ofd);
 		zp_ofd_put(ofd);
@@ -420,10 +451,11 @@ int zp_fd_recognize(int fd)
 	ofd = zp_ofd_new(file, flags & OFD_FLAGS, (uint64_t)pos, &ino);
 	if (!ofd) {
 		ZP_ENTER();
-		zvfs_file_close(file);
+		zp_file_close(file);
 		ZP_LEAVE();
 		return -ENOMEM;
 	}
+	ofd->shared = shared;
 	zp_fd_set(fd, ofd);
 	zp_ofd_put(ofd);
 	return 1;
@@ -460,14 +492,20 @@ int zp_core_fd_mark(int fd)
 
 int zp_placeholder_sync(int fd, struct zp_ofd *ofd)
 {
-	uint64_t size;
+	int64_t size;
 
 	if (zp_ofd_stale(ofd) || !atomic_load(&ofd->size_dirty))
 		return 0;
 	if ((atomic_load(&ofd->flags) & O_ACCMODE) == O_RDONLY)
 		return 0;
 	atomic_store(&ofd->size_dirty, false);
-	size = zvfs_file_size(ofd->file);
+	ZP_ENTER();
+	size = zp_file_size(ofd->file);
+	ZP_LEAVE();
+	if (size < 0) {
+		atomic_store(&ofd->size_dirty, true);
+		return (int)size;
+	}
 	/* Also moves mtime, as the writes would have on a Linux file. */
 	if (ZP_REAL(ftruncate)(fd, (off_t)size) < 0) {
 		int e = errno;
@@ -476,4 +514,83 @@ int zp_placeholder_sync(int fd, struct zp_ofd *ofd)
 		return -e;
 	}
 	return 0;
+}
+
+/* ---- 5. offsets of shared descriptions ------------------------------------------------- */
+
+int zp_ofd_kfd(struct zp_ofd *ofd)
+{
+	int k = atomic_load_explicit(&ofd->kfd, memory_order_relaxed);
+	int limit;
+
+	if (k >= 0) {
+		_Atomic(struct zp_ofd *) *s = slot(k);
+
+		if (s && atomic_load_explicit(s, memory_order_acquire) == ofd)
+			return k;
+	}
+	/* The fd it was known by is closed: find another in the table. */
+	limit = zp_fd_limit();
+	for (int fd = 0; fd < limit; fd++) {
+		_Atomic(struct zp_ofd *) *s = slot(fd);
+
+		if (s && atomic_load_explicit(s, memory_order_acquire) == ofd) {
+			atomic_store_explicit(&ofd->kfd, fd, memory_order_relaxed);
+			return fd;
+		}
+	}
+	return -1;
+}
+
+int64_t zp_ofd_pos_load(struct zp_ofd *ofd)
+{
+	int k;
+	off_t p;
+
+	if (__builtin_expect(!ofd->shared, 1))
+		return (int64_t)ofd->pos;
+	k = zp_ofd_kfd(ofd);
+	if (k < 0)
+		return (int64_t)ofd->pos;
+	p = ZP_REAL(lseek)(k, 0, SEEK_CUR);
+	if (p < 0)
+		return -errno;
+	ofd->pos = (uint64_t)p;
+	return p;
+}
+
+void zp_ofd_pos_store(struct zp_ofd *ofd, uint64_t pos)
+{
+	int k;
+
+	ofd->pos = pos;
+	if (__builtin_expect(!ofd->shared, 1))
+		return;
+	k = zp_ofd_kfd(ofd);
+	if (k >= 0)
+		(void)ZP_REAL(lseek)(k, (off_t)pos, SEEK_SET);
+}
+
+int64_t zp_ofd_pos_reserve(struct zp_ofd *ofd, uint64_t n)
+{
+	int k = zp_ofd_kfd(ofd);
+	off_t e;
+
+	if (k < 0)
+		return (int64_t)ofd->pos;
+	e = ZP_REAL(lseek)(k, (off_t)n, SEEK_CUR);
+	if (e < 0)
+		return -errno;
+	ofd->pos = (uint64_t)e;
+	return (int64_t)e - (int64_t)n;
+}
+
+void zp_ofd_pos_unreserve(struct zp_ofd *ofd, uint64_t n)
+{
+	int k = zp_ofd_kfd(ofd);
+
+	if (n == 0 || k < 0)
+		return;
+	/* Not atomic with the reservation: another process may have moved on meanwhile. */
+	(void)ZP_REAL(lseek)(k, -(off_t)n, SEEK_CUR);
 }

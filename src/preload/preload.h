@@ -19,6 +19,10 @@
  *               stdin/stdout/stderr when fd 0/1/2 is a ZVFS file
  *   aio.c       libaio io_setup/io_submit/io_getevents/io_cancel/io_destroy
  *   mmap.c      mmap of ZVFS files (MAP_PRIVATE emulated, shared refused)
+ *   wrap_uring.c liburing's ring setup refused (io_uring I/O is invisible here)
+ *   backend.h   the table of file operations the wrappers call (zp_file_*()):
+ *   backend_local.c   direct mode, the engine in this process
+ *   backend_remote.c  daemon mode, zvfsd over a socket and shared memory
  *
  * Rules every wrapper follows
  * ---------------------------
@@ -57,6 +61,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "preload/backend.h"
 #include "util/log.h"
 #include "zvfs/fs.h"
 
@@ -68,6 +73,7 @@
 
 enum zp_mode {
 	ZP_MODE_DIRECT = 0, /* the engine runs in this process (issue 4) */
+	ZP_MODE_DAEMON = 1, /* zvfsd holds the store (issue 5) */
 };
 
 struct zp_config {
@@ -76,7 +82,9 @@ struct zp_config {
 	char mount[ZP_MAX_MOUNTS]
 		  [PATH_MAX]; /* canonical (realpath when it exists), no trailing '/' */
 	size_t mount_len[ZP_MAX_MOUNTS];
-	enum zp_mode mode;	     /* ZVFS_MODE: "direct" */
+	enum zp_mode mode;	     /* ZVFS_MODE: "direct" or "daemon" */
+	char socket[108];	     /* ZVFS_SOCKET, default ZVFS_DEFAULT_SOCKET (daemon mode) */
+	uint64_t spin_ns;	     /* ZVFS_SPIN_US: spin before sleeping on a request (daemon) */
 	char device[PATH_MAX + 128]; /* ZVFS_DEVICE, default ZP_DEFAULT_DEVICE */
 	uint64_t cache_size;	     /* ZVFS_CACHE_SIZE (bytes, K/M/G suffixes), 0 = default */
 	char passthrough[1024];	     /* ZVFS_PASSTHROUGH: ':'-separated fnmatch(3) patterns of
@@ -295,7 +303,7 @@ void zp_engine_forget_after_fork(void);
  * mount -- the caller passes the call through), or -errno.
  */
 int zp_file_lookup(int fd, int dirfd, const char *path, bool follow, const struct stat *st,
-		   struct zvfs_file **filep);
+		   struct zp_file **filep);
 
 /* ---- open file descriptions (fdtable.c) ------------------------------------------ */
 
@@ -304,9 +312,17 @@ int zp_file_lookup(int fd, int dirfd, const char *path, bool follow, const struc
  * in this process.  Offsets live here (pos, under pos_lock for read, write
  * and lseek), and are copied to the kernel's description (lseek on the real
  * fd) before exec, fork and spawn, so inherited fds carry them.
+ *
+ * Daemon mode: a description that another process may also use (this side
+ * or the other of a fork, or inherited through exec) is `shared`; its
+ * offset then lives only in the kernel (lseek on kfd, one of the fds that
+ * refer to it), so both processes see each other's moves.  Two processes
+ * calling read() on one shared description at once is not atomic (each
+ * reads the offset, then moves it): as with two threads in direct mode on
+ * separate descriptions, they may read the same bytes.
  */
 struct zp_ofd {
-	struct zvfs_file *file;
+	struct zp_file *file;
 	unsigned gen; /* zp_engine_gen at open; another value = stale */
 	pthread_mutex_t pos_lock;
 	uint64_t pos;
@@ -314,10 +330,12 @@ struct zp_ofd {
 	atomic_int refs;  /* fds in the table + calls in progress */
 	atomic_bool size_dirty; /* written or truncated: placeholder st_size to update */
 	struct zvfs_fs_ino ino;
+	bool shared;	/* daemon mode: the kernel's offset is the truth (under pos_lock) */
+	atomic_int kfd; /* an fd of this description (-1: look it up), for shared offsets */
 };
 
 /* A new ofd owning one handle on file, refs = 1 (the caller's). */
-struct zp_ofd *zp_ofd_new(struct zvfs_file *file, int flags, uint64_t pos,
+struct zp_ofd *zp_ofd_new(struct zp_file *file, int flags, uint64_t pos,
 			  const struct zvfs_fs_ino *ino);
 void zp_ofd_get(struct zp_ofd *ofd);
 /* Drop a reference; the last closes the file handle (zvfs_file_close). */
@@ -351,6 +369,25 @@ static inline bool zp_ofd_stale(const struct zp_ofd *ofd)
 {
 	return ofd->gen != atomic_load_explicit(&zp_engine_gen, memory_order_relaxed);
 }
+
+/*
+ * The offset of ofd for a call at the file position, with pos_lock held:
+ * the cached one, or the kernel's for a shared description.  -errno.
+ */
+int64_t zp_ofd_pos_load(struct zp_ofd *ofd);
+/* Store a new offset (pos_lock held); a shared description's goes to the kernel. */
+void zp_ofd_pos_store(struct zp_ofd *ofd, uint64_t pos);
+/*
+ * A shared description, for a read or write of n bytes at the file position:
+ * move the kernel's offset by n and return where it was (the kernel does
+ * that atomically, so two processes writing through one description get
+ * disjoint ranges, as they would on a Linux file).  -errno.
+ */
+int64_t zp_ofd_pos_reserve(struct zp_ofd *ofd, uint64_t n);
+/* Give back the n bytes of a reservation that were not read or written. */
+void zp_ofd_pos_unreserve(struct zp_ofd *ofd, uint64_t n);
+/* An fd of ofd's description (for kernel offsets), or -1. */
+int zp_ofd_kfd(struct zp_ofd *ofd);
 
 /* Set the placeholder's st_size to the logical size if ofd changed it (close, fsync). */
 int zp_placeholder_sync(int fd, struct zp_ofd *ofd);

@@ -73,14 +73,14 @@ static int adopt_fail(int fd, int r, const char *what)
 	return -1;
 }
 
-static int install(int fd, struct zvfs_file *file, int flags, const struct stat *st)
+static int install(int fd, struct zp_file *file, int flags, const struct stat *st)
 {
 	struct zvfs_fs_ino ino = {.dev = (uint64_t)st->st_dev, .ino = (uint64_t)st->st_ino};
 	struct zp_ofd *ofd = zp_ofd_new(file, flags & OFD_FLAGS, 0, &ino);
 	struct zp_ofd *check;
 
 	if (!ofd) {
-		zvfs_file_close(file);
+		zp_file_close(file);
 		return adopt_fail(fd, -ENOMEM, "open");
 	}
 	zp_fd_set(fd, ofd);
@@ -97,27 +97,15 @@ static int install(int fd, struct zvfs_file *file, int flags, const struct stat 
 /* A new, empty file under a mount: give it a blob and the xattr naming it. */
 static int make_zvfs(int fd, int flags, const struct stat *st)
 {
-	struct zvfs_fs_ino ino = {.dev = (uint64_t)st->st_dev, .ino = (uint64_t)st->st_ino};
-	char xattr[ZVFS_FS_XATTR_MAX + 1];
-	struct zvfs_file *file;
-	struct zvfs_fs *fs;
-	size_t xlen = 0;
-	int err = -EIO;
+	struct zp_file *file;
 	int r;
 
-	fs = zp_engine(&err);
-	if (!fs)
-		return adopt_fail(fd, err, "create");
-	r = zvfs_fs_file_create(fs, &ino, &file, xattr, &xlen);
-	if (r < 0)
-		return adopt_fail(fd, r, "create");
-	/* XATTR_CREATE: of two threads creating one name, one blob wins. */
-	if (fsetxattr(fd, ZVFS_FS_XATTR, xattr, xlen, XATTR_CREATE) < 0) {
-		int e = errno;
+	r = zp_be->create(fd, st, &file);
+	if (r < 0) {
+		int e = -r;
 
-		zvfs_file_close(file);
-		zvfs_fs_file_remove(fs, xattr, xlen, &ino);
 		if (e == EEXIST) {
+			/* Of two creators of one name, the other one won: open its file. */
 			r = zp_file_lookup(fd, AT_FDCWD, NULL, true, st, &file);
 			if (r < 0)
 				return adopt_fail(fd, r, "open");
@@ -152,7 +140,7 @@ static int make_zvfs(int fd, int flags, const struct stat *st)
 int zp_core_adopt(int fd, int flags, bool maybe_new)
 {
 	char xattr[ZVFS_FS_XATTR_MAX + 1];
-	struct zvfs_file *file;
+	struct zp_file *file;
 	struct stat st;
 	ssize_t xlen;
 	int saved = errno;
@@ -174,9 +162,9 @@ int zp_core_adopt(int fd, int flags, bool maybe_new)
 		if (r == 0)
 			goto out;
 		if (flags & O_TRUNC) {
-			r = zvfs_file_truncate(file, 0);
+			r = zp_file_truncate(file, 0);
 			if (r < 0) {
-				zvfs_file_close(file);
+				zp_file_close(file);
 				ret = adopt_fail(fd, r, "open (O_TRUNC)");
 				goto out;
 			}
@@ -380,7 +368,8 @@ static void offset_to_kernel(int fd, struct zp_ofd *ofd)
 	if (zp_ofd_stale(ofd))
 		return; /* not revived: the kernel's offset is still the truth */
 	pthread_mutex_lock(&ofd->pos_lock);
-	ZP_REAL(lseek)(fd, (off_t)ofd->pos, SEEK_SET);
+	if (!ofd->shared) /* a shared description's offset is in the kernel already */
+		ZP_REAL(lseek)(fd, (off_t)ofd->pos, SEEK_SET);
 	pthread_mutex_unlock(&ofd->pos_lock);
 }
 
@@ -401,8 +390,14 @@ ZP_EXPORT int close(int fd)
 {
 	int r;
 
-	if (zp_bypass() || !forget_fd(fd))
+	if (zp_bypass())
 		return ZP_REAL(close)(fd);
+	if (!forget_fd(fd)) {
+		/* Programs that close every fd close the daemon's socket too. */
+		if (zp_remote())
+			zp_remote_protect_fd(fd);
+		return ZP_REAL(close)(fd);
+	}
 	r = ZP_REAL(close)(fd);
 	if (fd <= 2) {
 		int e = errno;
@@ -432,6 +427,8 @@ ZP_EXPORT int close_range(unsigned first, unsigned last, int flags)
 		 * the store away cleanly first; the fds left mount it again on use.
 		 */
 		zp_core_shutdown(true);
+		if (zp_remote())
+			zp_remote_protect_range(first, last);
 	}
 	return ZP_REAL(close_range)(first, last, flags);
 }
@@ -645,7 +642,15 @@ ZP_EXPORT int ioctl(int fd, unsigned long req, ...)
 				errno = EIO;
 				r = -1;
 			} else {
-				uint64_t n = zvfs_file_readable(ofd->file, ofd->pos);
+				int64_t pos;
+				uint64_t n;
+
+				pthread_mutex_lock(&ofd->pos_lock);
+				pos = zp_ofd_pos_load(ofd);
+				pthread_mutex_unlock(&ofd->pos_lock);
+				ZP_ENTER();
+				n = pos < 0 ? 0 : zp_file_readable(ofd->file, (uint64_t)pos);
+				ZP_LEAVE();
 
 				*(int *)arg = n > INT_MAX ? INT_MAX : (int)n;
 			}

@@ -182,6 +182,7 @@ static ssize_t ofd_read(struct zp_ofd *ofd, const struct iovec *iov, int cnt, si
 	int fl = ofd_flags(ofd);
 	unsigned io = rd_ioflags(fl);
 	bool at_pos = off < 0;
+	bool resv = false;
 	uint64_t o;
 	ssize_t r;
 
@@ -194,8 +195,16 @@ static ssize_t ofd_read(struct zp_ofd *ofd, const struct iovec *iov, int cnt, si
 	if (rwf & RWF_NOWAIT)
 		io |= ZVFS_IO_NOWAIT;
 	if (at_pos) {
+		int64_t p;
+
 		pthread_mutex_lock(&ofd->pos_lock);
-		o = ofd->pos;
+		resv = ofd->shared;
+		p = resv ? zp_ofd_pos_reserve(ofd, total) : zp_ofd_pos_load(ofd);
+		if (p < 0) {
+			pthread_mutex_unlock(&ofd->pos_lock);
+			return p;
+		}
+		o = (uint64_t)p;
 	} else {
 		o = (uint64_t)off;
 	}
@@ -204,15 +213,17 @@ static ssize_t ofd_read(struct zp_ofd *ofd, const struct iovec *iov, int cnt, si
 		r = -EINVAL;
 	} else {
 		ZP_ENTER();
-		r = zvfs_file_read(ofd->file, iov, cnt, o, io);
+		r = zp_file_read(ofd->file, iov, cnt, o, io);
 		ZP_LEAVE();
 		/* Reading past the largest file size is end of file, as in the kernel. */
 		if (r == -EFBIG)
 			r = 0;
 	}
 	if (at_pos) {
-		if (r > 0)
-			ofd->pos = o + (uint64_t)r;
+		if (resv)
+			zp_ofd_pos_unreserve(ofd, total - (r > 0 ? (size_t)r : 0));
+		else if (r > 0)
+			zp_ofd_pos_store(ofd, o + (uint64_t)r);
 		pthread_mutex_unlock(&ofd->pos_lock);
 	}
 	return r;
@@ -225,6 +236,7 @@ static ssize_t ofd_write(struct zp_ofd *ofd, const struct iovec *iov, int cnt, s
 	int fl = ofd_flags(ofd);
 	unsigned io = wr_ioflags(fl);
 	bool at_pos = off < 0;
+	bool resv = false;
 	uint64_t o, end = 0;
 	ssize_t r;
 
@@ -248,8 +260,19 @@ static ssize_t ofd_write(struct zp_ofd *ofd, const struct iovec *iov, int cnt, s
 			io &= ~ZVFS_IO_APPEND;
 	}
 	if (at_pos) {
+		int64_t p;
+
 		pthread_mutex_lock(&ofd->pos_lock);
-		o = ofd->pos;
+		/* An append ignores the offset: no kernel round trip for a shared one. */
+		resv = ofd->shared && !(io & ZVFS_IO_APPEND);
+		p = (io & ZVFS_IO_APPEND) ? 0
+		    : resv		  ? zp_ofd_pos_reserve(ofd, total)
+					  : zp_ofd_pos_load(ofd);
+		if (p < 0) {
+			pthread_mutex_unlock(&ofd->pos_lock);
+			return p;
+		}
+		o = (uint64_t)p;
 	} else {
 		o = (uint64_t)off;
 	}
@@ -257,14 +280,16 @@ static ssize_t ofd_write(struct zp_ofd *ofd, const struct iovec *iov, int cnt, s
 		r = -EINVAL;
 	} else {
 		ZP_ENTER();
-		r = zvfs_file_write(ofd->file, iov, cnt, o, io, &end);
+		r = zp_file_write(ofd->file, iov, cnt, o, io, &end);
 		ZP_LEAVE();
 	}
 	if (r > 0)
 		mark_size_dirty(ofd);
 	if (at_pos) {
-		if (r > 0)
-			ofd->pos = end;
+		if (resv)
+			zp_ofd_pos_unreserve(ofd, total - (r > 0 ? (size_t)r : 0));
+		else if (r > 0)
+			zp_ofd_pos_store(ofd, end);
 		pthread_mutex_unlock(&ofd->pos_lock);
 	}
 	return r;
@@ -620,32 +645,43 @@ static off_t ofd_lseek(struct zp_ofd *ofd, off_t off, int whence)
 	case SEEK_SET:
 		np = off;
 		break;
-	case SEEK_CUR:
+	case SEEK_CUR: {
+		int64_t cur;
+
 		pthread_mutex_lock(&ofd->pos_lock);
-		if (off == 0) { /* the common "tell": no change */
-			np = (int64_t)ofd->pos;
+		cur = zp_ofd_pos_load(ofd);
+		if (off == 0 || cur < 0) { /* the common "tell": no change */
 			pthread_mutex_unlock(&ofd->pos_lock);
-			return np;
+			return cur;
 		}
-		if (__builtin_add_overflow((int64_t)ofd->pos, off, &np) || np < 0 ||
+		if (__builtin_add_overflow(cur, off, &np) || np < 0 ||
 		    (uint64_t)np > ZVFS_FS_MAX_SIZE) {
 			pthread_mutex_unlock(&ofd->pos_lock);
 			return -EINVAL;
 		}
-		ofd->pos = (uint64_t)np;
+		zp_ofd_pos_store(ofd, (uint64_t)np);
 		pthread_mutex_unlock(&ofd->pos_lock);
 		return np;
-	case SEEK_END:
-		if (__builtin_add_overflow((int64_t)zvfs_file_size(ofd->file), off, &np))
+	}
+	case SEEK_END: {
+		int64_t size;
+
+		ZP_ENTER();
+		size = zp_file_size(ofd->file);
+		ZP_LEAVE();
+		if (size < 0)
+			return size;
+		if (__builtin_add_overflow(size, off, &np))
 			return -EINVAL;
 		break;
+	}
 	case SEEK_DATA:
 	case SEEK_HOLE:
 		/* The kernel reports any start outside [0, size) as ENXIO. */
 		if (off < 0)
 			return -ENXIO;
 		ZP_ENTER();
-		r = zvfs_file_seek(ofd->file, (uint64_t)off, whence == SEEK_HOLE, &res);
+		r = zp_file_seek(ofd->file, (uint64_t)off, whence == SEEK_HOLE, &res);
 		ZP_LEAVE();
 		if (r < 0)
 			return r;
@@ -657,7 +693,7 @@ static off_t ofd_lseek(struct zp_ofd *ofd, off_t off, int whence)
 	if (np < 0 || (uint64_t)np > ZVFS_FS_MAX_SIZE)
 		return -EINVAL;
 	pthread_mutex_lock(&ofd->pos_lock);
-	ofd->pos = (uint64_t)np;
+	zp_ofd_pos_store(ofd, (uint64_t)np);
 	pthread_mutex_unlock(&ofd->pos_lock);
 	return np;
 }
@@ -719,10 +755,13 @@ static int ofd_ftruncate(int fd, struct zp_ofd *ofd, off_t len)
 	if (ZP_REAL(ftruncate)(fd, len) < 0)
 		return -errno;
 	ZP_ENTER();
-	r = zvfs_file_truncate(ofd->file, (uint64_t)len);
+	r = zp_file_truncate(ofd->file, (uint64_t)len);
 	if (r < 0) {
 		/* Keep the placeholder telling the truth about the unchanged size. */
-		(void)ZP_REAL(ftruncate)(fd, (off_t)zvfs_file_size(ofd->file));
+		int64_t size = zp_file_size(ofd->file);
+
+		if (size >= 0)
+			(void)ZP_REAL(ftruncate)(fd, (off_t)size);
 	}
 	ZP_LEAVE();
 	mark_size_dirty(ofd);
@@ -772,7 +811,7 @@ ZP_EXPORT int ftruncate64(int fd, off64_t len)
  */
 static int path_truncate(const char *path, off_t len, int real_r)
 {
-	struct zvfs_file *file;
+	struct zp_file *file;
 	struct stat st;
 	int saved = errno;
 	int r;
@@ -786,10 +825,26 @@ static int path_truncate(const char *path, off_t len, int real_r)
 		return 0;
 	}
 	ZP_ENTER();
-	r = zp_file_lookup(-1, AT_FDCWD, path, true, &st, &file);
-	if (r > 0) {
-		r = zvfs_file_truncate(file, (uint64_t)len);
-		zvfs_file_close(file);
+	if (zp_remote()) {
+		/*
+		 * The daemon truncates through an fd with write access; the kernel
+		 * has just allowed the truncate, so opening for writing is allowed.
+		 */
+		int fd = ZP_REAL(open)(path, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+
+		r = fd < 0 ? -errno : zp_file_lookup(fd, AT_FDCWD, NULL, true, &st, &file);
+		if (r > 0) {
+			r = zp_file_truncate(file, (uint64_t)len);
+			zp_file_close(file);
+		}
+		if (fd >= 0)
+			ZP_REAL(close)(fd);
+	} else {
+		r = zp_file_lookup(-1, AT_FDCWD, path, true, &st, &file);
+		if (r > 0) {
+			r = zp_file_truncate(file, (uint64_t)len);
+			zp_file_close(file);
+		}
 	}
 	ZP_LEAVE();
 	if (r < 0) {
@@ -823,7 +878,7 @@ static int ofd_fallocate(int fd, struct zp_ofd *ofd, int mode, off_t off, off_t 
 	const int known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_NO_HIDE_STALE |
 			  FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_ZERO_RANGE | FALLOC_FL_INSERT_RANGE |
 			  FALLOC_FL_UNSHARE_RANGE;
-	uint64_t old, now;
+	int64_t old, now;
 	int64_t end;
 	int r;
 
@@ -841,10 +896,10 @@ static int ofd_fallocate(int fd, struct zp_ofd *ofd, int mode, off_t off, off_t 
 	if (zp_ofd_stale(ofd))
 		return stale_err("fallocate");
 	ZP_ENTER();
-	old = zvfs_file_size(ofd->file);
-	r = zvfs_file_fallocate(ofd->file, mode, (uint64_t)off, (uint64_t)len);
+	old = zp_file_size(ofd->file);
+	r = old < 0 ? (int)old : zp_file_fallocate(ofd->file, mode, (uint64_t)off, (uint64_t)len);
 	if (r == 0 && !(mode & FALLOC_FL_KEEP_SIZE)) {
-		now = zvfs_file_size(ofd->file);
+		now = zp_file_size(ofd->file);
 		/* The placeholder shows the new size at once (sparse: no blocks). */
 		if (now > old && ZP_REAL(ftruncate)(fd, (off_t)now) < 0)
 			ZVFS_DEBUG("fallocate: placeholder size of fd %d: %s", fd, strerror(errno));
@@ -945,9 +1000,9 @@ static int ofd_fadvise(struct zp_ofd *ofd, off_t off, off_t len, int advice)
 		/* A negative start selects no page in the kernel either. */
 		ZP_ENTER();
 		if (advice == POSIX_FADV_DONTNEED)
-			r = zvfs_file_drop_cache(ofd->file, (uint64_t)off, (uint64_t)len);
+			r = zp_file_drop_cache(ofd->file, (uint64_t)off, (uint64_t)len);
 		else
-			r = zvfs_file_prefetch(ofd->file, (uint64_t)off, (uint64_t)len);
+			r = zp_file_prefetch(ofd->file, (uint64_t)off, (uint64_t)len);
 		ZP_LEAVE();
 	}
 	zp_ofd_put(ofd);
@@ -990,7 +1045,7 @@ static int ofd_fsync(int fd, struct zp_ofd *ofd, unsigned flags, const char *cal
 		r = stale_err(call);
 	} else {
 		ZP_ENTER();
-		r = zvfs_file_sync(ofd->file, flags);
+		r = zp_file_sync(ofd->file, flags);
 		if (r == 0)
 			r = zp_placeholder_sync(fd, ofd);
 		ZP_LEAVE();
@@ -1042,7 +1097,7 @@ static int ofd_sync_range(struct zp_ofd *ofd, off64_t off, off64_t n, unsigned f
 	} else if (flags & SYNC_FILE_RANGE_WRITE) {
 		/* Write-back here is synchronous, so the WAIT flags hold on return. */
 		ZP_ENTER();
-		r = zvfs_file_writeback(ofd->file, (uint64_t)off, (uint64_t)n);
+		r = zp_file_writeback(ofd->file, (uint64_t)off, (uint64_t)n);
 		ZP_LEAVE();
 	}
 	zp_ofd_put(ofd);
@@ -1063,25 +1118,13 @@ ZP_EXPORT int sync_file_range(int fd, off64_t off, off64_t n, unsigned flags)
 	return ofd_sync_range(ofd, off, n, flags);
 }
 
-/*
- * Write back everything the engine holds, if it is mounted now: sync() must
- * not mount a store (an unrelated program, or a parent whose child holds
- * the store, would fight for it), and an unmounted engine has written
- * everything back already.  preload.h has no "mounted?" query; core.c bumps
- * zp_engine_gen once at each mount and once at each unmount or forget, so
- * the engine is mounted exactly when the generation is odd.
- */
+/* Write back everything the backend holds (it decides whether it has anything). */
 static int engine_sync_all(const char *call)
 {
-	struct zvfs_fs *fs;
-	int err = 0;
 	int r;
 
-	if ((atomic_load(&zp_engine_gen) & 1) == 0)
-		return 0;
 	ZP_ENTER();
-	fs = zp_engine(&err);
-	r = fs ? zvfs_fs_sync_all(fs) : err;
+	r = zp_be->sync_all();
 	if (r < 0)
 		ZVFS_WARN("%s: writing back ZVFS files: %s", call, strerror(-r));
 	ZP_LEAVE();
@@ -1143,9 +1186,12 @@ static void xend_init(struct xend *e, int fd, struct zp_ofd *ofd, off_t *offp)
 	if (offp) {
 		e->pos = (uint64_t)*offp;
 	} else if (ofd) {
+		int64_t p;
+
 		pthread_mutex_lock(&ofd->pos_lock);
-		e->pos = ofd->pos;
+		p = zp_ofd_pos_load(ofd);
 		pthread_mutex_unlock(&ofd->pos_lock);
+		e->pos = p < 0 ? 0 : (uint64_t)p;
 	}
 }
 
@@ -1156,7 +1202,7 @@ static void xend_finish(struct xend *e)
 		*e->offp = (off_t)e->pos;
 	} else if (e->ofd) {
 		pthread_mutex_lock(&e->ofd->pos_lock);
-		e->ofd->pos = e->pos;
+		zp_ofd_pos_store(e->ofd, e->pos);
 		pthread_mutex_unlock(&e->ofd->pos_lock);
 	}
 }
@@ -1168,7 +1214,7 @@ static ssize_t xend_read(struct xend *e, void *buf, size_t n)
 
 	if (e->ofd) {
 		ZP_ENTER();
-		r = zvfs_file_read(e->ofd->file, &v, 1, e->pos, 0);
+		r = zp_file_read(e->ofd->file, &v, 1, e->pos, 0);
 		ZP_LEAVE();
 		return r == -EFBIG ? 0 : r;
 	}
@@ -1191,7 +1237,7 @@ static ssize_t xend_write(struct xend *e, const void *buf, size_t n)
 		/* No O_DIRECT: the bounce buffer is not aligned, and the cache is coherent. */
 		io = wr_ioflags(ofd_flags(e->ofd)) & ~(ZVFS_IO_DIRECT | ZVFS_IO_APPEND);
 		ZP_ENTER();
-		r = zvfs_file_write(e->ofd->file, &v, 1, e->pos, io, NULL);
+		r = zp_file_write(e->ofd->file, &v, 1, e->pos, io, NULL);
 		ZP_LEAVE();
 		if (r > 0)
 			mark_size_dirty(e->ofd);
@@ -1284,12 +1330,20 @@ static int xinfo_get(int fd, struct zp_ofd *ofd, struct xinfo *xi)
 	if (ofd) {
 		if (zp_ofd_stale(ofd))
 			return stale_err("transfer");
+		int64_t size;
+
+		ZP_ENTER();
+		size = zp_file_size(ofd->file);
+		ZP_LEAVE();
+		if (size < 0)
+			return (int)size;
 		xi->type = S_IFREG;
 		xi->flags = ofd_flags(ofd);
-		xi->size = zvfs_file_size(ofd->file);
-		xi->id = ofd->file;
-		xi->dev = 0;
-		xi->ino = 0;
+		xi->size = (uint64_t)size;
+		/* The placeholder's identity: two handles on one file are one file. */
+		xi->id = NULL;
+		xi->dev = (dev_t)ofd->ino.dev;
+		xi->ino = (ino_t)ofd->ino.ino;
 		return 0;
 	}
 	if (ZP_REAL(fstat)(fd, &st) < 0)

@@ -30,6 +30,7 @@ struct victim {
 	struct zvfs_fs_ino ino;
 	size_t xlen;
 	char xattr[ZVFS_FS_XATTR_MAX + 1];
+	int pfd; /* daemon mode: O_PATH fd of the victim, for REMOVE once the name is gone */
 };
 
 /*
@@ -45,6 +46,7 @@ static int inspect(int dirfd, const char *path, struct victim *v)
 	ssize_t n;
 
 	v->zvfs = false;
+	v->pfd = -1;
 	if (ZP_REAL(fstatat)(dirfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	if (!S_ISREG(st.st_mode))
@@ -63,28 +65,35 @@ static int inspect(int dirfd, const char *path, struct victim *v)
 	v->nlink = st.st_nlink;
 	v->ino.dev = (uint64_t)st.st_dev;
 	v->ino.ino = (uint64_t)st.st_ino;
+	if (zp_remote()) {
+		/*
+		 * The daemon judges the file by an fd of it (st_nlink after the
+		 * name went), so take one while the name still leads to it.
+		 */
+		v->pfd = ZP_REAL(openat)(dirfd, path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (v->pfd < 0)
+			v->zvfs = false;
+	}
 	return 0;
+}
+
+static void victim_done(struct victim *v)
+{
+	if (v->pfd >= 0) {
+		ZP_REAL(close)(v->pfd);
+		v->pfd = -1;
+	}
 }
 
 /* v's name is gone: if it was the last, the blob goes (at its last close, if open). */
 static void bury(const struct victim *v, const char *path)
 {
-	struct zvfs_fs *fs;
-	int err = -EIO;
 	int r;
 
 	if (!v->zvfs || v->nlink > 1)
 		return;
 	ZP_ENTER();
-	fs = zp_engine(&err);
-	if (!fs) {
-		ZVFS_ERR("%s removed, but its blob stays in the store (%s): run `zvfs fsck "
-			 "--repair`",
-			 path, strerror(-err));
-		ZP_LEAVE();
-		return;
-	}
-	r = zvfs_fs_file_remove(fs, v->xattr, v->xlen, &v->ino);
+	r = zp_be->remove(v->pfd, v->xattr, v->xlen, &v->ino);
 	if (r == -ESTALE || r == -EXDEV || r == -EUCLEAN)
 		ZVFS_DEBUG("%s removed; its xattr named no blob of this store for it (%s)", path,
 			   strerror(-r)); /* a copied or stale xattr: nothing of ours leaked */
@@ -110,6 +119,14 @@ static int do_unlinkat(int dirfd, const char *path, int flags)
 	if (r == 0 && v.zvfs) {
 		bury(&v, path);
 		errno = saved;
+	}
+	if (v.pfd >= 0) {
+		int e = errno;
+
+		ZP_ENTER();
+		victim_done(&v);
+		ZP_LEAVE();
+		errno = e;
 	}
 	return r;
 }
@@ -144,7 +161,7 @@ ZP_EXPORT int remove(const char *path)
 static int do_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
 			unsigned flags, int how)
 {
-	struct victim v = {.zvfs = false};
+	struct victim v = {.zvfs = false, .pfd = -1};
 	int saved = errno;
 	int r;
 
@@ -174,6 +191,14 @@ static int do_renameat2(int olddirfd, const char *oldpath, int newdirfd, const c
 	if (r == 0 && v.zvfs) {
 		bury(&v, newpath);
 		errno = saved;
+	}
+	if (v.pfd >= 0) {
+		int e = errno;
+
+		ZP_ENTER();
+		victim_done(&v);
+		ZP_LEAVE();
+		errno = e;
 	}
 	return r;
 }

@@ -55,11 +55,11 @@ static inline bool zp_stat_may_be_placeholder(const struct stat *st)
 }
 
 /* Logical size and allocated 512-byte blocks of file; false if the engine cannot say. */
-static bool file_sizes(struct zvfs_file *file, uint64_t *size, uint64_t *blocks)
+static bool file_sizes(struct zp_file *file, uint64_t *size, uint64_t *blocks)
 {
 	struct zvfs_file_stat fst;
 
-	if (zvfs_file_stat(file, &fst) < 0)
+	if (zp_file_stat(file, &fst) < 0)
 		return false;
 	*size = fst.size;
 	*blocks = fst.allocated / 512;
@@ -93,7 +93,7 @@ static bool fd_sizes(int fd, uint64_t *size, uint64_t *blocks)
 static bool path_sizes(int dirfd, const char *path, bool follow, const struct stat *st,
 		       uint64_t *size, uint64_t *blocks)
 {
-	struct zvfs_file *file;
+	struct zp_file *file;
 	bool ok = false;
 
 	if (!S_ISREG(st->st_mode) || !zp_stat_may_be_placeholder(st))
@@ -101,7 +101,7 @@ static bool path_sizes(int dirfd, const char *path, bool follow, const struct st
 	ZP_ENTER();
 	if (zp_file_lookup(-1, dirfd, path, follow, st, &file) > 0) {
 		ok = file_sizes(file, size, blocks);
-		zvfs_file_close(file);
+		zp_file_close(file);
 	}
 	ZP_LEAVE();
 	return ok;
