@@ -45,4 +45,9 @@ void put_hex(FILE *f, const void *p, size_t len);
 /* @len bytes are UTF-8 without control characters (one trailing NUL allowed). */
 bool is_text(const uint8_t *p, size_t len);
 
+/* cmd_daemon.c: zvfs daemon start|stop|status, zvfs stat, zvfs run. */
+int cmd_daemon(int argc, char **argv);
+int cmd_stat(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+
 #endif /* ZVFS_CLI_CMD_H */

@@ -7,7 +7,9 @@
  *   2. mkfs        format a device (zvfs_bs_init + clean unload)
  *   3. info        read-only listing of the super block, usage and blobs
  *   4. main        global --help / --version and dispatch
- * fsck lives in cmd_fsck.c: it reads the format directly (src/blob/format.h).
+ * fsck lives in cmd_fsck.c: it reads the format directly (src/blob/format.h).  The daemon-mode
+ * commands (daemon start|stop|status, stat, run) live in cmd_daemon.c: they only speak the
+ * control protocol (src/ipc/proto.h) and never open a store.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -19,6 +21,7 @@
 #include "blob/blob_internal.h"
 #include "blob/format.h"
 #include "cli/cmd.h"
+#include "ipc/proto.h"
 #include "util/parse.h"
 #include "zvfs/blob.h"
 #include "zvfs_version.h"
@@ -623,39 +626,53 @@ out_close:
 
 static void usage(FILE *f)
 {
-	fprintf(f, "NAME\n"
-		   "    zvfs - create, inspect and check ZVFS blobstores\n"
-		   "\n"
-		   "SYNOPSIS\n"
-		   "    zvfs mkfs DEVICE [--size SIZE] [--cluster-size SIZE] [--md-pages N]\n"
-		   "                     [--md-page-size SIZE] [--bstype NAME] [--force]\n"
-		   "    zvfs info DEVICE [--json]\n"
-		   "    zvfs fsck DEVICE [--repair | -n] [--mount DIR]... [--progress |\n"
-		   "                     --no-progress] [--json]\n"
-		   "    zvfs --help | --version\n"
-		   "\n"
-		   "DESCRIPTION\n"
-		   "    DEVICE is a device spec (zvfs/bdev.h): a path to an image file or block\n"
-		   "    device, optionally with a driver prefix (uring:, aio:) and options.\n"
-		   "    \"zvfs COMMAND --help\" describes each command.\n"
-		   "\n"
-		   "    mkfs   format DEVICE as an empty blobstore\n"
-		   "    info   show the super block, usage and blobs (read-only)\n"
-		   "    fsck   check the on-disk format and (--mount) the files; --repair fixes\n"
-		   "           what is safe\n"
-		   "\n"
-		   "EXIT STATUS\n"
-		   "    mkfs, info: 0 success, 1 error, 2 usage error.  fsck: fsck(8) codes\n"
-		   "    (0 clean, 1 corrected, 4 left uncorrected, 8 operational, 16 usage).\n"
-		   "\n"
-		   "ENVIRONMENT\n"
-		   "    ZVFS_LOG  level of the engine's log lines on stderr (error, warn, info,\n"
-		   "              debug; default warn)\n"
-		   "\n"
-		   "EXAMPLES\n"
-		   "    zvfs mkfs /var/tmp/store.img --size 1G --cluster-size 64K\n"
-		   "    zvfs info /var/tmp/store.img --json\n"
-		   "    zvfs fsck /var/tmp/store.img --repair\n");
+	fprintf(f,
+		"NAME\n"
+		"    zvfs - create, inspect and check ZVFS blobstores; run the daemon\n"
+		"\n"
+		"SYNOPSIS\n"
+		"    zvfs mkfs DEVICE [--size SIZE] [--cluster-size SIZE] [--md-pages N]\n"
+		"                     [--md-page-size SIZE] [--bstype NAME] [--force]\n"
+		"    zvfs info DEVICE [--json]\n"
+		"    zvfs fsck DEVICE [--repair | -n] [--mount DIR]... [--progress |\n"
+		"                     --no-progress] [--json]\n"
+		"    zvfs daemon start|stop|status [OPTIONS]\n"
+		"    zvfs stat [--socket PATH]\n"
+		"    zvfs run [--socket PATH] [--device SPEC] [--mount PREFIX] -- CMD [ARG]...\n"
+		"    zvfs --help | --version\n"
+		"\n"
+		"DESCRIPTION\n"
+		"    DEVICE is a device spec (zvfs/bdev.h): a path to an image file or block\n"
+		"    device, optionally with a driver prefix (uring:, aio:) and options.\n"
+		"    \"zvfs COMMAND --help\" describes each command.\n"
+		"\n"
+		"    mkfs   format DEVICE as an empty blobstore\n"
+		"    info   show the super block, usage and blobs (read-only)\n"
+		"    fsck   check the on-disk format and (--mount) the files; --repair fixes\n"
+		"           what is safe\n"
+		"    daemon start, stop or query zvfsd, which serves the store to any number\n"
+		"           of processes (docs/daemon.md)\n"
+		"    stat   the running daemon's counters, latencies, cache and clients\n"
+		"    run    run CMD on ZVFS through the daemon, starting one if none runs\n"
+		"\n"
+		"EXIT STATUS\n"
+		"    mkfs, info: 0 success, 1 error, 2 usage error.  fsck: fsck(8) codes\n"
+		"    (0 clean, 1 corrected, 4 left uncorrected, 8 operational, 16 usage).\n"
+		"    daemon, stat: 0 success, 1 error, 2 usage, 3 not running (status: as\n"
+		"    LSB; 4 unknown).  run: CMD's status, or 125/126/127 as env(1).\n"
+		"\n"
+		"ENVIRONMENT\n"
+		"    ZVFS_LOG     level of the engine's log lines on stderr (error, warn, info,\n"
+		"                 debug; default warn)\n"
+		"    ZVFS_SOCKET  the daemon's socket (default " ZVFS_DEFAULT_SOCKET ")\n"
+		"    ZVFS_ZVFSD, ZVFS_LIB  where zvfsd and libzvfs.so are, when not found\n"
+		"                 next to zvfs\n"
+		"\n"
+		"EXAMPLES\n"
+		"    zvfs mkfs /var/tmp/store.img --size 1G --cluster-size 64K\n"
+		"    zvfs info /var/tmp/store.img --json\n"
+		"    zvfs fsck /var/tmp/store.img --repair\n"
+		"    zvfs daemon start && zvfs run -- sh -c 'echo hi > /zvfs/f; cat /zvfs/f'\n");
 }
 
 int main(int argc, char **argv)
@@ -679,6 +696,12 @@ int main(int argc, char **argv)
 		return cmd_info(argc - 1, argv + 1);
 	if (strcmp(argv[1], "fsck") == 0)
 		return cmd_fsck(argc - 1, argv + 1);
+	if (strcmp(argv[1], "daemon") == 0)
+		return cmd_daemon(argc - 1, argv + 1);
+	if (strcmp(argv[1], "stat") == 0)
+		return cmd_stat(argc - 1, argv + 1);
+	if (strcmp(argv[1], "run") == 0)
+		return cmd_run(argc - 1, argv + 1);
 	fprintf(stderr, PROG ": unknown command: %s (see zvfs --help)\n", argv[1]);
 	return 2;
 }
