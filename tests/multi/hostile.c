@@ -43,7 +43,7 @@
 static int nfailed;
 static uint32_t seq;
 
-static void ok(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static void ok(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -54,7 +54,7 @@ static void ok(const char *fmt, ...)
 	va_end(ap);
 }
 
-static void fail(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static void fail(const char *fmt, ...)
 {
 	va_list ap;
 

@@ -46,7 +46,7 @@
 
 static int nfailed;
 
-static void ok(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static void ok(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -58,7 +58,7 @@ static void ok(const char *fmt, ...)
 	fflush(stdout);
 }
 
-static void fail(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static void fail(const char *fmt, ...)
 {
 	va_list ap;
 
