@@ -81,15 +81,58 @@ zt_init() { # target ("mount" or "plain"), test name
 		;;
 	esac
 	export ZT_DEVICE="$T/store.img,size=2G,create"
-	echo "# $ZT_NAME on $ZT_TARGET: T=$T D=$D"
+	# ZT_MODE=daemon (with ZT_ZVFSD, the zvfsd binary): the same tests through
+	# a zvfsd of the test's own, started by the first zt_run (so a test may
+	# still choose ZT_DEVICE after zt_init) and stopped by zt_finish.
+	ZT_MODE=${ZT_MODE:-direct}
+	ZT_SOCKET=$T/zvfsd.sock
+	if [ "$ZT_MODE" = daemon ] && { [ -z "${ZT_ZVFSD:-}" ] || [ ! -x "$ZT_ZVFSD" ]; }; then
+		echo "FAIL: ZT_MODE=daemon needs ZT_ZVFSD (zvfsd): '${ZT_ZVFSD:-}'"
+		exit 1
+	fi
+	echo "# $ZT_NAME on $ZT_TARGET ($ZT_MODE): T=$T D=$D"
+}
+
+# Start the test's zvfsd unless it runs (zt_run may be in a subshell: the
+# pid file, not a variable, tells).
+zt_daemon_start() {
+	[ "$ZT_MODE" = daemon ] && [ ! -s "$T/zvfsd.pid" ] || return 0
+	"$ZT_ZVFSD" --foreground --device "$ZT_DEVICE" --socket "$ZT_SOCKET" \
+		--pidfile "$T/zvfsd.pid" --log-level warn </dev/null >>"$T/zvfsd.log" 2>&1 &
+	local i pid=$!
+	for i in $(seq 100); do
+		[ -s "$T/zvfsd.pid" ] && return 0
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "FAIL - zvfsd did not start:"
+	sed 's/^/#   /' "$T/zvfsd.log"
+	return 1
+}
+
+# Stop the test's zvfsd (so fsck can open the store); its log when verbose.
+zt_daemon_stop() {
+	local i pid
+	[ -s "${T:-}/zvfsd.pid" ] || return 0
+	pid=$(cat "$T/zvfsd.pid")
+	kill -TERM "$pid" 2>/dev/null
+	for i in $(seq 100); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	rm -f "$T/zvfsd.pid"
+	if [ -s "$T/zvfsd.log" ] && [ -n "${ZT_VERBOSE:-}" ]; then
+		sed 's/^/#   zvfsd: /' "$T/zvfsd.log"
+	fi
 }
 
 # Run a command under the library.  ZVFS_LOG_FILE keeps the library's lines
 # apart from the programs' output; they are shown when the test fails.
 zt_run() {
+	zt_daemon_start || return 1
 	env LD_PRELOAD="$ZT_PRELOAD" ASAN_OPTIONS="$ZT_ASAN_OPTIONS" \
-		ZVFS_MOUNT="$M" ZVFS_DEVICE="$ZT_DEVICE" ZVFS_MODE=direct \
-		ZVFS_LOG_FILE="$ZT_LOG" "$@"
+		ZVFS_MOUNT="$M" ZVFS_DEVICE="$ZT_DEVICE" ZVFS_MODE="$ZT_MODE" \
+		ZVFS_SOCKET="$ZT_SOCKET" ZVFS_LOG_FILE="$ZT_LOG" "$@"
 }
 
 # A bash script under the library: zt_sh 'script' args...
@@ -203,6 +246,7 @@ zt_fsck() {
 }
 
 zt_finish() {
+	zt_daemon_stop
 	zt_placeholders
 	zt_fsck
 	if [ -s "$ZT_LOG" ] && { [ $zt_failed -ne 0 ] || [ -n "${ZT_VERBOSE:-}" ]; }; then
@@ -215,6 +259,7 @@ zt_finish() {
 }
 
 zt_cleanup() {
+	zt_daemon_stop
 	[ -n "${ZT_KEEP:-}" ] && {
 		echo "# kept $T"
 		return
