@@ -68,8 +68,12 @@ static void fuzz_packet(const uint8_t *p, size_t n, int nfds, bool hello_done)
 		FUZZ_CHECK(hello_done == (m.type != ZVFS_MSG_HELLO));
 		FUZZ_CHECK(m.type != ZVFS_MSG_RING_ADD || (m.data_size && m.data_size % 4096 == 0 &&
 							   m.data_size <= ZVFS_RING_DATA_MAX));
-		FUZZ_CHECK(m.type != ZVFS_MSG_OPEN ||
-			   !(m.open_flags & ~(ZVFS_OPEN_CREATE | ZVFS_OPEN_TRUNC)));
+		FUZZ_CHECK(
+			m.type != ZVFS_MSG_OPEN ||
+			!(m.open_flags & ~(ZVFS_OPEN_CREATE | ZVFS_OPEN_TRUNC | ZVFS_OPEN_STAT)));
+		/* a stat-only handle never creates or truncates */
+		FUZZ_CHECK(m.type != ZVFS_MSG_OPEN || !(m.open_flags & ZVFS_OPEN_STAT) ||
+			   !(m.open_flags & (ZVFS_OPEN_CREATE | ZVFS_OPEN_TRUNC)));
 		FUZZ_CHECK(nfds == ((m.type == ZVFS_MSG_RING_ADD || m.type == ZVFS_MSG_OPEN ||
 				     m.type == ZVFS_MSG_REMOVE)
 					    ? 1

@@ -138,7 +138,7 @@ mt_init() { # name [store size]
 		case $ZT_SANITIZE in *thread*) pre=$($cc -print-file-name=libtsan.so) ;; esac
 		[ -n "$pre" ] && MT_PRELOAD=$pre:$ZT_LIB
 		# Foreign programs (bash, sqlite3) leak by design.
-		MT_ASAN_OPTIONS=detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}
+		MT_ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 # last wins
 		;;
 	esac
 	echo "# $MT_NAME: T=$T"
