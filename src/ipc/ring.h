@@ -90,7 +90,12 @@ static inline int64_t zvfs_ring_wait(struct zvfs_ring *r, uint32_t from, uint64_
 			if (s != from)
 				return s;
 		}
-		if ((++n & 7) == 0) {
+		/*
+		 * The clock is read on the first round and every 8th after it: checking it only
+		 * from the 8th meant 512 pauses (13 us on this EPYC) even with spin_ns = 0, CPU
+		 * that the other side of the handoff needs on a 2-CPU machine.
+		 */
+		if ((++n & 7) == 1) {
 			clock_gettime(CLOCK_MONOTONIC, &t1);
 			if ((uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000ull +
 				    (uint64_t)(t1.tv_nsec - t0.tv_nsec) >=
