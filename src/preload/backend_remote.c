@@ -599,21 +599,37 @@ static void req_init(struct zvfs_req *q, uint32_t op, const struct zp_file *f)
 }
 
 /* A request without data.  resp may be NULL. */
+/*
+ * This thread's ring, usable for f (NULL: no file, e.g. SYNC_ALL): a handle
+ * belongs to the connection it was opened on, and is useless on any other.
+ * NULL with *err set when there is no ring or the connection changed.
+ */
+static struct tring *ring_for(struct zp_file *f, int *err)
+{
+	struct tring *t;
+
+	*err = -EIO;
+	if (f && f->conn != atomic_load(&g_conn))
+		return NULL; /* a handle of a connection that is gone */
+	t = ring_get(err);
+	if (t && f && f->conn != t->conn) {
+		*err = -EIO;
+		return NULL;
+	}
+	return t;
+}
+
 static int64_t simple(struct zp_file *f, uint32_t op, uint32_t flags, uint64_t off, uint64_t len,
 		      uint64_t arg, struct zvfs_resp *resp)
 {
 	struct zvfs_resp tmp;
 	struct tring *t;
 	int64_t r;
-	int err = -EIO;
+	int err;
 
-	if (f && f->conn != atomic_load(&g_conn))
-		return -EIO; /* a handle of a connection that is gone */
-	t = ring_get(&err);
+	t = ring_for(f, &err);
 	if (!t)
 		return err;
-	if (f && f->conn != t->conn)
-		return -EIO;
 	req_init(&t->r->req, op, f);
 	t->r->req.flags = flags;
 	t->r->req.off = off;
@@ -770,15 +786,11 @@ static ssize_t r_read(struct zp_file *f, const struct iovec *iov, int cnt, uint6
 	size_t total = iov_total(iov, cnt);
 	size_t done = 0;
 	struct tring *t;
-	int err = -EIO;
+	int err;
 
-	if (f->conn != atomic_load(&g_conn))
-		return -EIO;
-	t = ring_get(&err);
+	t = ring_for(f, &err);
 	if (!t)
 		return err;
-	if (f->conn != t->conn)
-		return -EIO;
 	while (done < total) {
 		size_t piece = total - done;
 		struct zvfs_resp resp;
@@ -818,15 +830,11 @@ static ssize_t r_write(struct zp_file *f, const struct iovec *iov, int cnt, uint
 	size_t done = 0;
 	uint64_t end = off;
 	struct tring *t;
-	int err = -EIO;
+	int err;
 
-	if (f->conn != atomic_load(&g_conn))
-		return -EIO;
-	t = ring_get(&err);
+	t = ring_for(f, &err);
 	if (!t)
 		return err;
-	if (f->conn != t->conn)
-		return -EIO;
 	while (done < total) {
 		size_t piece = total - done;
 		struct zvfs_resp resp;
