@@ -35,7 +35,9 @@
 #   cached-randread              4k random reads, direct=0, on a CACHED_SIZE file
 #                                read through once first (a "warm" job, then the
 #                                measured job after a stonewall, in the same
-#                                process, because ZVFS's cache lives in it):
+#                                process, because ZVFS's cache lives in it;
+#                                invalidate=0, or fio would drop both caches
+#                                before each job and measure misses):
 #                                zvfs/ext4 >= 2x
 #   db_bench fillrandom, readrandom
 #                                RocksDB db_bench, --num=DB_NUM --value_size=400
@@ -275,7 +277,7 @@ run_case() {
 	cached-randread)
 		f=$d/cached.dat
 		side_run "$side" "fio $c" fio "${FIO_COMMON[@]}" --filename="$f" --size="$CACHED_B" \
-			--direct=0 --output="$LOG.json" \
+			--direct=0 --invalidate=0 --output="$LOG.json" \
 			--name=warm --rw=read --bs=128k \
 			--name=measure --stonewall --rw=randread --bs=4k "${FIO_TIMED[@]}"
 		v=$(fio_iops measure read) || die "fio $c on $side: bad output"
