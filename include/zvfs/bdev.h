@@ -97,6 +97,12 @@ struct zvfs_bdev_geometry {
 	bool write_zeroes_native; /* target should zero without data transfer (see write_zeroes) */
 	bool volatile_cache;	  /* writes may be lost on power failure until a flush */
 	bool read_only;		  /* opened "ro" */
+	/*
+	 * The first write into a range allocates it in a host file system (an
+	 * image file): the next flush then also commits that file system's
+	 * journal.  Writers of small synced appends prepare ranges ahead.
+	 */
+	bool alloc_on_write;
 };
 
 /*

@@ -217,6 +217,7 @@ int zvfs_bdev_file_open(struct zvfs_bdev *bdev, const struct zvfs_bdev_spec *spe
 			spec->block_size ? spec->block_size : (off_align > 4096 ? off_align : 4096);
 		geo->phys_block_size = (uint32_t)st.st_blksize;
 		geo->volatile_cache = true;
+		geo->alloc_on_write = true;
 		file->punch_ok = true;
 		geo->discard_zeroes = true;
 		geo->write_zeroes_native = true;

@@ -207,6 +207,89 @@ static int ensure_cap(struct zvfs_file *f, uint64_t end)
 	return 0;
 }
 
+/*
+ * On a store kept in a file (an image on ext4 or xfs), the first write into a range of the
+ * image allocates its blocks, and the next flush (fdatasync of the image) must commit the host
+ * file system's journal too: a log that appends 8 KiB and fdatasyncs would pay for two journal
+ * commits per record, the host's and the store's.  So a file of at least PREP_STEP bytes that
+ * grows by small synced writes gets the next PREP_STEP bytes past its data written with zeroes
+ * ahead, once per step: the host allocates then, and the syncs in between only flush.  Past
+ * the size the device holds zeroes anyway (the invariant above), so nothing read changes; the
+ * clusters are given back when the file leaves memory (fs_file_trim_prep()).  need: end of
+ * the data about to be written.  Failures only cost speed.
+ */
+#define PREP_STEP	(1u << 20)
+#define PREP_MAX_DIRTY	(256u << 10) /* a sync writing more than this is not a log's */
+
+static bool low_space(struct zvfs_fs *fs, uint64_t len);
+static int unmap_tail(struct zvfs_file *f, uint64_t a);
+
+static void prep_ahead(struct zvfs_file *f, uint64_t need)
+{
+	static const uint8_t zeroes[64u << 10] __attribute__((aligned(4096)));
+	struct zvfs_fs *fs = f->fs;
+	uint64_t from, to, psz = fs->psz;
+	struct iovec iov[16];
+
+	if (!fs->prep_ahead || need <= f->prep_end ||
+	    atomic_load_explicit(&f->size, memory_order_relaxed) < PREP_STEP)
+		return;
+	/* never over data: only where no write of this file was ever issued */
+	from = round_up(f->dev_end, psz);
+	to = round_up(need, fs->cl_size) + PREP_STEP;
+	if (from < f->prep_end)
+		from = f->prep_end;
+	if (from >= to || fs->buf_align > 4096 || low_space(fs, to - from) ||
+	    ensure_cap(f, to) < 0)
+		return;
+	for (int i = 0; i < 16; i++) {
+		iov[i].iov_base = (void *)zeroes;
+		iov[i].iov_len = sizeof(zeroes);
+	}
+	for (uint64_t pos = from; pos < to;) {
+		uint64_t n = min_u64(to - pos, 16 * sizeof(zeroes));
+		int cnt = (int)((n + sizeof(zeroes) - 1) / sizeof(zeroes)), rc;
+
+		iov[cnt - 1].iov_len = n - (uint64_t)(cnt - 1) * sizeof(zeroes);
+		rc = zvfs_blob_writev_sync(f->blob, iov, cnt, pos);
+		iov[cnt - 1].iov_len = sizeof(zeroes);
+		if (rc < 0) {
+			ZVFS_DEBUG("blob %016llx: preparing [%llu, %llu): %s",
+				   (unsigned long long)f->id, (unsigned long long)pos,
+				   (unsigned long long)to, strerror(-rc));
+			return;
+		}
+		pos += n;
+		f->prep_end = pos;
+	}
+	f->md_dirty = true;
+}
+
+void fs_file_trim_prep(struct zvfs_file *f)
+{
+	uint64_t end = round_up(atomic_load_explicit(&f->size, memory_order_relaxed), f->fs->cl_size);
+
+	if (f->prep_end <= end)
+		return;
+	f->prep_end = end;
+	if (unmap_tail(f, end) < 0)
+		ZVFS_WARN("blob %016llx: clusters prepared past the size stay allocated",
+			  (unsigned long long)f->id);
+}
+
+/* End of the dirty pages, if they are few enough for prep_ahead() to be worth it; else 0. */
+static uint64_t log_dirty_end(const struct zvfs_file *f)
+{
+	uint64_t end = 0;
+
+	if (!f->fs->prep_ahead || !f->ndirty || (uint64_t)f->ndirty * f->fs->psz > PREP_MAX_DIRTY)
+		return 0;
+	for (const struct fs_page *p = f->dirty; p; p = p->dnext)
+		if ((p->idx + 1) * f->fs->psz > end)
+			end = (p->idx + 1) * f->fs->psz;
+	return end;
+}
+
 /* ---- 3. pages ---------------------------------------------------------------------------- */
 
 /*
@@ -334,6 +417,8 @@ static int wb_submit(struct zvfs_file *f, uint64_t first, uint64_t last, struct 
 	if (!w->n)
 		return 0;
 	qsort(w->pg, w->n, sizeof(*w->pg), cmp_page);
+	if ((w->pg[w->n - 1]->idx + 1) * fs->psz > f->dev_end)
+		f->dev_end = (w->pg[w->n - 1]->idx + 1) * fs->psz;
 	for (uint32_t i = 0; i < w->n;) {
 		uint32_t j = i + 1;
 		struct run *r = &w->runs[w->nruns];
@@ -783,7 +868,11 @@ out:
 /* Write-through after a DSYNC/SYNC write of pages [first, last). */
 static int write_through(struct zvfs_file *f, uint64_t first, uint64_t last)
 {
-	int rc = fs_writeback_locked(f, first, last);
+	int rc;
+
+	if ((last - first) * f->fs->psz <= PREP_MAX_DIRTY)
+		prep_ahead(f, last * f->fs->psz);
+	rc = fs_writeback_locked(f, first, last);
 
 	if (rc == 0)
 		rc = persist_md(f);
@@ -834,6 +923,12 @@ static ssize_t direct_write(struct zvfs_file *f, const struct iovec *iov, int io
 				fs_page_put(f, p);
 		}
 	}
+	if (end > atomic_load_explicit(&f->size, memory_order_relaxed) &&
+	    (flags & (ZVFS_IO_DSYNC | ZVFS_IO_SYNC)) && total <= PREP_MAX_DIRTY)
+		prep_ahead(f, end);
+	/* before the data moves: prep_ahead() must never write zeroes over it */
+	if (round_up(end, fs->psz) > f->dev_end)
+		f->dev_end = round_up(end, fs->psz);
 	if (end <= atomic_load_explicit(&f->size, memory_order_relaxed)) {
 		/*
 		 * An overwrite inside the file: move the data without mu, so that
@@ -1107,6 +1202,10 @@ static int truncate_locked(struct zvfs_file *f, uint64_t size)
 			p->busy = 0;
 		}
 		drop_pages(f, a / psz, UINT64_MAX, true);
+		if (f->dev_end > a)
+			f->dev_end = a;
+		if (f->prep_end > a)
+			f->prep_end = a;
 		rc = unmap_tail(f, a);
 		if (rc < 0)
 			return rc;
@@ -1207,6 +1306,10 @@ int zvfs_file_sync(struct zvfs_file *f, unsigned flags)
 		 * trip for both writes plus one flush, instead of write, wait, write, flush.
 		 * wb_finish() runs inside the commit, before its flush (blob.h).
 		 */
+		uint64_t log_end = log_dirty_end(f);
+
+		if (log_end)
+			prep_ahead(f, log_end);
 		rc = wb_submit(f, 0, UINT64_MAX, &w);
 		if (rc == 0 && fs_md_needed(f)) {
 			rc = fs_persist_md_hook(f, wb_finish_hook, &w);

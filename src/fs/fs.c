@@ -375,6 +375,7 @@ int zvfs_fs_mount(const struct zvfs_fs_opts *opts, struct zvfs_fs **fsp)
 	fs->psz = st.io_unit_size > 4096 ? st.io_unit_size : 4096;
 	fs->dio_align = zvfs_bdev_get_geometry(fs->bdev)->block_size;
 	fs->buf_align = zvfs_bdev_get_geometry(fs->bdev)->buf_align;
+	fs->prep_ahead = zvfs_bdev_get_geometry(fs->bdev)->alloc_on_write;
 	if (fs->cl_size % fs->psz) {
 		ZVFS_ERR("store %s: cluster size %" PRIu64 " is not a multiple of %u", opts->device,
 			 fs->cl_size, fs->psz);
@@ -548,8 +549,10 @@ static int file_destroy(struct zvfs_fs *fs, struct zvfs_file *f, bool del)
 	int rc = 0, rc2;
 
 	pthread_mutex_lock(&f->mu);
-	if (!del && !fs->read_only)
+	if (!del && !fs->read_only) {
+		fs_file_trim_prep(f);
 		rc = fs_file_flush_locked(f);
+	}
 	fs_file_drop_all(f);
 	pthread_mutex_unlock(&f->mu);
 	fs->old_hits += atomic_load(&f->st_hits);
@@ -837,6 +840,8 @@ int zvfs_fs_file_open(struct zvfs_fs *fs, const void *xattr, size_t xlen,
 	f->handles = 1;
 	atomic_store(&f->size, size);
 	f->disk_size = size;
+	/* past the size the device holds zeroes (scrubbed after a crash, below) */
+	f->dev_end = (size + fs->psz - 1) / fs->psz * fs->psz;
 	table_insert(fs, f);
 	fs->nopen++;
 	*filep = f;

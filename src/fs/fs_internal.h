@@ -76,6 +76,7 @@ struct zvfs_fs {
 	uint32_t buf_align; /* device buffer alignment */
 	uint64_t cl_size;   /* cluster bytes */
 	bool read_only;
+	bool prep_ahead;    /* the device allocates on first write: see file.c prep_ahead() */
 	bool loaded_dirty; /* recovered: bytes past a file's size may be stale */
 	char uuid[37];
 	char sid[17]; /* the UUID's first 16 hex digits: the store id in placeholder xattrs */
@@ -116,6 +117,12 @@ struct zvfs_file {
 	_Atomic uint64_t size;
 	uint64_t disk_size; /* value of the size xattr in the blob */
 	uint64_t ncl;	    /* blob clusters */
+	/*
+	 * dev_end: no write of this file's data was ever issued at or past it, so the device holds
+	 * zeroes there (raised before a write is issued, lowered by size cuts).  prep_end: bytes
+	 * below it were written at least once (by data or by prep_ahead()'s zeroes).
+	 */
+	uint64_t dev_end, prep_end;
 	/* blob metadata changed since the last zvfs_blob_sync_md() (resize, unmap, xattr) */
 	bool md_dirty;
 	uint64_t alloc_synced; /* allocated clusters at the last sync_md: new ones need one */
@@ -188,6 +195,8 @@ void fs_file_index_fini(struct zvfs_file *f);
 /* file.c */
 /* Write back dirty pages in [first, last) (page numbers); f->mu held. */
 int fs_writeback_locked(struct zvfs_file *f, uint64_t first, uint64_t last);
+/* Release clusters prepared past the size (file.c prep_ahead()); f->mu held. */
+void fs_file_trim_prep(struct zvfs_file *f);
 /* Write back everything and persist the size; used before the blob closes. */
 int fs_file_flush_locked(struct zvfs_file *f);
 /* After an unclean shutdown: zero what lies past the size (see fs.c). */
