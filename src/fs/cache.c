@@ -24,72 +24,80 @@
 
 /* ---- 1. per-file page index ------------------------------------------------- */
 
-static uint32_t bucket_of(const struct zvfs_file *f, uint64_t idx)
-{
-	return (uint32_t)((idx * 0x9E3779B97F4A7C15ull) >> (64 - f->nbits));
-}
-
 int fs_file_index_init(struct zvfs_file *f)
 {
 	f->nbits = 4;
-	f->nbuckets = 1u << f->nbits;
-	f->buckets = calloc(f->nbuckets, sizeof(*f->buckets));
-	return f->buckets ? 0 : -ENOMEM;
+	f->nslots = 1u << f->nbits;
+	f->slots = calloc(f->nslots, sizeof(*f->slots));
+	return f->slots ? 0 : -ENOMEM;
 }
 
 void fs_file_index_fini(struct zvfs_file *f)
 {
-	free(f->buckets);
-	f->buckets = NULL;
+	free(f->slots);
+	f->slots = NULL;
 }
 
-/* Double the buckets; on failure the chains just get longer. */
-static void index_grow(struct zvfs_file *f)
+static void slot_put(struct zvfs_file *f, uint64_t idx, struct fs_page *p)
 {
-	uint32_t nbits = f->nbits + 1, nb = 1u << nbits;
-	struct fs_page **nbk = calloc(nb, sizeof(*nbk));
-	struct fs_page **old = f->buckets;
-	uint32_t onb = f->nbuckets;
+	uint32_t i = fs_slot_home(f, idx), mask = f->nslots - 1;
 
-	if (!nbk)
-		return;
-	f->buckets = nbk;
-	f->nbuckets = nb;
-	f->nbits = nbits;
-	for (uint32_t i = 0; i < onb; i++) {
-		struct fs_page *p = old[i], *n;
+	while (f->slots[i].p)
+		i = (i + 1) & mask;
+	f->slots[i].idx = idx;
+	f->slots[i].p = p;
+}
 
-		for (; p; p = n) {
-			uint32_t b = bucket_of(f, p->idx);
+/* Double the slots; false if there is no memory (the caller must not insert then). */
+static bool index_grow(struct zvfs_file *f)
+{
+	struct fs_slot *old = f->slots;
+	uint32_t onb = f->nslots;
+	struct fs_slot *ns = calloc((size_t)onb * 2, sizeof(*ns));
 
-			n = p->hnext;
-			p->hnext = nbk[b];
-			nbk[b] = p;
-		}
-	}
+	if (!ns)
+		return false;
+	f->slots = ns;
+	f->nslots = onb * 2;
+	f->nbits++;
+	for (uint32_t i = 0; i < onb; i++)
+		if (old[i].p)
+			slot_put(f, old[i].idx, old[i].p);
 	free(old);
+	return true;
 }
 
 static void index_insert(struct zvfs_file *f, struct fs_page *p)
 {
-	uint32_t b = bucket_of(f, p->idx);
-
-	p->hnext = f->buckets[b];
-	f->buckets[b] = p;
+	slot_put(f, p->idx, p);
 	f->npages++;
 }
 
+/* Remove p; later entries of its probe run move back (no tombstones). */
 static void index_remove(struct zvfs_file *f, struct fs_page *p)
 {
-	struct fs_page **pp = &f->buckets[bucket_of(f, p->idx)];
+	uint32_t mask = f->nslots - 1, i = fs_slot_home(f, p->idx), j;
 
-	while (*pp && *pp != p)
-		pp = &(*pp)->hnext;
-	if (*pp) {
-		*pp = p->hnext;
-		f->npages--;
+	while (f->slots[i].p != p) {
+		if (!f->slots[i].p)
+			return;
+		i = (i + 1) & mask;
 	}
-	p->hnext = NULL;
+	for (j = i;;) {
+		uint32_t k;
+
+		j = (j + 1) & mask;
+		if (!f->slots[j].p)
+			break;
+		k = fs_slot_home(f, f->slots[j].idx);
+		/* the entry at j may fill the hole at i unless its home lies in (i, j] */
+		if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
+			continue;
+		f->slots[i] = f->slots[j];
+		i = j;
+	}
+	f->slots[i].p = NULL;
+	f->npages--;
 }
 
 /* ---- 2. frames ------------------------------------------------------------------ */
@@ -286,8 +294,8 @@ struct fs_page *fs_page_get(struct zvfs_file *f, uint64_t idx)
 	struct fs_cache *c = &fs->cache;
 	struct fs_page *p;
 
-	if (f->npages >= 2 * f->nbuckets)
-		index_grow(f);
+	if (2 * (f->npages + 1) > f->nslots && !index_grow(f))
+		return NULL;
 	pthread_mutex_lock(&c->lock);
 	p = c->free;
 	if (p) {
@@ -378,24 +386,23 @@ void fs_file_drop_all(struct zvfs_file *f)
 {
 	struct fs_cache *c = &f->fs->cache;
 
-	if (!f->buckets)
+	if (!f->slots)
 		return;
 	pthread_mutex_lock(&c->lock);
-	for (uint32_t i = 0; i < f->nbuckets; i++) {
-		struct fs_page *p = f->buckets[i], *n;
+	for (uint32_t i = 0; i < f->nslots; i++) {
+		struct fs_page *p = f->slots[i].p;
 
-		for (; p; p = n) {
-			n = p->hnext;
-			if (p->dirty) {
-				p->dirty = 0;
-				p->dprev = p->dnext = NULL;
-				f->ndirty--;
-				atomic_fetch_sub(&c->dirty, 1);
-			}
-			frame_release(f->fs, p);
-			atomic_fetch_sub(&c->held, 1);
+		if (!p)
+			continue;
+		if (p->dirty) {
+			p->dirty = 0;
+			p->dprev = p->dnext = NULL;
+			f->ndirty--;
+			atomic_fetch_sub(&c->dirty, 1);
 		}
-		f->buckets[i] = NULL;
+		frame_release(f->fs, p);
+		atomic_fetch_sub(&c->held, 1);
+		f->slots[i].p = NULL;
 	}
 	f->npages = 0;
 	f->dirty = NULL;

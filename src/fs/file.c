@@ -1100,15 +1100,13 @@ static void drop_pages(struct zvfs_file *f, uint64_t first, uint64_t last, bool 
 		}
 		return;
 	}
-	for (uint32_t b = 0; b < f->nbuckets; b++) {
-		struct fs_page *p = f->buckets[b], *n;
+	for (uint32_t i = 0; i < f->nslots; i++) {
+		struct fs_page *p;
 
-		for (; p; p = n) {
-			n = p->hnext;
-			if (p->idx >= first && p->idx < last && (dirty_too || !p->dirty) &&
-			    !p->busy)
-				fs_page_put(f, p);
-		}
+		/* a removal moves a later entry into this slot: look at it again */
+		while ((p = f->slots[i].p) && p->idx >= first && p->idx < last &&
+		       (dirty_too || !p->dirty) && !p->busy)
+			fs_page_put(f, p);
 	}
 }
 

@@ -38,11 +38,16 @@
 			      memory_order_relaxed)
 
 /* One page frame.  Allocated once, reused, freed at unmount. */
+struct fs_slot {
+	uint64_t idx;
+	struct fs_page *p; /* NULL: empty */
+};
+
 struct fs_page {
 	struct zvfs_file *owner;       /* NULL when free; changes under owner->mu + cache.lock */
 	uint64_t idx;		       /* page number in owner */
 	void *buf;		       /* psz bytes, device-aligned */
-	struct fs_page *hnext;	       /* owner's hash chain, or the free list */
+	struct fs_page *hnext;	       /* the free list */
 	struct fs_page *dprev, *dnext; /* owner's dirty list, under owner->mu */
 	uint32_t slot;		       /* index in cache.ring */
 	atomic_uchar ref;	       /* clock: touched since the hand last passed */
@@ -143,8 +148,8 @@ struct zvfs_file {
 	pthread_cond_t dio_cv; /* signalled when any of the three counts drops to 0 */
 
 	/* page index, under mu */
-	struct fs_page **buckets;
-	uint32_t nbuckets; /* power of two */
+	struct fs_slot *slots; /* page index: open addressing, linear probing, at most half full */
+	uint32_t nslots;       /* power of two */
 	uint32_t nbits;
 	uint32_t npages;
 	uint32_t ndirty;
@@ -170,16 +175,29 @@ int fs_persist_md_hook(struct zvfs_file *f, int (*hook)(void *), void *arg);
 /* cache.c */
 int fs_cache_init(struct zvfs_fs *fs, uint64_t bytes);
 void fs_cache_fini(struct zvfs_fs *fs);
+static inline uint32_t fs_slot_home(const struct zvfs_file *f, uint64_t idx)
+{
+	return (uint32_t)((idx * 0x9E3779B97F4A7C15ull) >> (64 - f->nbits));
+}
+
+/*
+ * The page index keeps the page number in the slot, so a lookup touches the
+ * slot's cache line and then only the page it finds: hash chains through the
+ * pages cost a dependent cache miss per link, which dominated cached reads over
+ * working sets larger than the CPU caches.
+ */
 static inline struct fs_page *fs_page_lookup(const struct zvfs_file *f, uint64_t idx)
 {
-	struct fs_page *p;
+	uint32_t mask = f->nslots - 1;
 
 	if (!f->npages)
 		return NULL;
-	p = f->buckets[(idx * 0x9E3779B97F4A7C15ull) >> (64 - f->nbits)];
-	while (p && p->idx != idx)
-		p = p->hnext;
-	return p;
+	for (uint32_t i = fs_slot_home(f, idx);; i = (i + 1) & mask) {
+		const struct fs_slot *sl = &f->slots[i];
+
+		if (!sl->p || sl->idx == idx)
+			return sl->p;
+	}
 }
 /* A frame for page idx of f (not present), inserted, busy, contents undefined. */
 struct fs_page *fs_page_get(struct zvfs_file *f, uint64_t idx);
