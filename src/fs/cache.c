@@ -138,8 +138,8 @@ void fs_cache_fini(struct zvfs_fs *fs)
  * give one (MADV_HUGEPAGE), carved into page-sized buffers.  4 KiB buffers
  * from aligned_alloc were scattered over the heap (and cost a malloc header
  * each): a cached random read over 256 MiB then paid a TLB miss on nearly
- * every page, and cached reads ran at 1.5x ext4 instead of 2x.  Buffers of
- * freed frames are kept for reuse rather than returned.  cache.lock held.
+ * every page.  Buffers of freed frames are kept for reuse rather than
+ * returned.  cache.lock held.
  */
 #define SLAB_BYTES (2u << 20)
 

@@ -218,8 +218,8 @@ static int ensure_cap(struct zvfs_file *f, uint64_t end)
  * clusters are given back when the file leaves memory (fs_file_trim_prep()).  need: end of
  * the data about to be written.  Failures only cost speed.
  */
-#define PREP_STEP	(1u << 20)
-#define PREP_MAX_DIRTY	(256u << 10) /* a sync writing more than this is not a log's */
+#define PREP_STEP      (1u << 20)
+#define PREP_MAX_DIRTY (256u << 10) /* a sync writing more than this is not a log's */
 
 static bool low_space(struct zvfs_fs *fs, uint64_t len);
 static int unmap_tail(struct zvfs_file *f, uint64_t a);
@@ -239,8 +239,7 @@ static void prep_ahead(struct zvfs_file *f, uint64_t need)
 	to = round_up(need, fs->cl_size) + PREP_STEP;
 	if (from < f->prep_end)
 		from = f->prep_end;
-	if (from >= to || fs->buf_align > 4096 || low_space(fs, to - from) ||
-	    ensure_cap(f, to) < 0)
+	if (from >= to || fs->buf_align > 4096 || low_space(fs, to - from) || ensure_cap(f, to) < 0)
 		return;
 	for (int i = 0; i < 16; i++) {
 		iov[i].iov_base = (void *)zeroes;
@@ -267,7 +266,8 @@ static void prep_ahead(struct zvfs_file *f, uint64_t need)
 
 void fs_file_trim_prep(struct zvfs_file *f)
 {
-	uint64_t end = round_up(atomic_load_explicit(&f->size, memory_order_relaxed), f->fs->cl_size);
+	uint64_t end =
+		round_up(atomic_load_explicit(&f->size, memory_order_relaxed), f->fs->cl_size);
 
 	if (f->prep_end <= end)
 		return;

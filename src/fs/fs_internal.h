@@ -81,7 +81,7 @@ struct zvfs_fs {
 	uint32_t buf_align; /* device buffer alignment */
 	uint64_t cl_size;   /* cluster bytes */
 	bool read_only;
-	bool prep_ahead;    /* the device allocates on first write: see file.c prep_ahead() */
+	bool prep_ahead;   /* the device allocates on first write: see file.c prep_ahead() */
 	bool loaded_dirty; /* recovered: bytes past a file's size may be stale */
 	char uuid[37];
 	char sid[17]; /* the UUID's first 16 hex digits: the store id in placeholder xattrs */
