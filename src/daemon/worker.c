@@ -132,24 +132,33 @@ static void *worker_main(void *arg)
 {
 	struct zvfsd_ring *ring = arg;
 	struct zvfs_ring *r = ring->r;
+	uint64_t spin = zd.spin_ns;
 
 	while (!atomic_load_explicit(&ring->stop, memory_order_acquire)) {
 		struct zvfs_resp resp;
 		struct zvfs_req req;
 		uint64_t t0;
-		uint32_t s = zvfs_ring_load_state(r);
+		uint32_t s = zvfs_ring_load_state(r), busy;
 
 		if (s != ZVFS_RING_REQ) {
 			/* DONE (client not done reading), IDLE, or garbage: wait for a change. */
-			zvfs_ring_wait(r, s, zd.spin_ns, ZVFS_SLEEP_DAEMON, IDLE_TIMEOUT_NS);
+			zvfs_ring_wait(r, s, spin, ZVFS_SLEEP_DAEMON, IDLE_TIMEOUT_NS);
 			continue;
 		}
 		t0 = now_ns();
+		busy = atomic_fetch_add_explicit(&zd.executing, 1, memory_order_relaxed) + 1;
 		/* Copy first: the client may change the slot under us at any time. */
 		memcpy(&req, &r->req, sizeof(req));
 		memset(&resp, 0, sizeof(resp));
 		resp.seq = req.seq;
 		resp.result = execute(ring, &req, &resp);
+		s = atomic_fetch_sub_explicit(&zd.executing, 1, memory_order_relaxed);
+		resp.busy = s > busy ? s : busy;
+		/*
+		 * Spinning for the next request pays while CPUs are idle; with more requests in
+		 * flight than half the CPUs, the spin takes the CPU another client or worker needs.
+		 */
+		spin = resp.busy * 2 <= zd.ncpu ? zd.spin_ns : 0;
 		memcpy(&r->resp, &resp, sizeof(resp));
 		/* Service time (copy, check, execute); the wakeup below is the client's wait. */
 		t0 = now_ns() - t0;

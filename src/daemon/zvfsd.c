@@ -567,6 +567,7 @@ int main(int argc, char **argv)
 	zd.uid = getuid();
 	zd.ring_data = (uint32_t)o.ring_data;
 	zd.spin_ns = o.spin_ns;
+	zd.ncpu = (uint32_t)sysconf(_SC_NPROCESSORS_ONLN);
 	clock_gettime(CLOCK_MONOTONIC, &zd.started);
 
 	/* A live daemon on the socket is refused before the store is touched. */

@@ -100,8 +100,10 @@ struct zvfsd {
 	int lfd, epfd, sigfd;
 	uid_t uid; /* the daemon's own uid (SHUTDOWN) */
 	struct timespec started;
-	uint32_t ring_data; /* data size HELLO_OK suggests */
-	uint64_t spin_ns;   /* how long a worker spins before it sleeps */
+	uint32_t ring_data;	    /* data size HELLO_OK suggests */
+	uint64_t spin_ns;	    /* how long a worker spins before it sleeps */
+	uint32_t ncpu;		    /* online CPUs at start */
+	_Atomic uint32_t executing; /* requests between copy-in and DONE, all rings */
 	struct zvfsd_client *clients;
 	uint32_t nclients, next_client_id, next_ring_id;
 	_Atomic uint32_t nrings; /* all clients', also those being torn down */

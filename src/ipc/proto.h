@@ -200,13 +200,19 @@ struct zvfs_req {
 _Static_assert(sizeof(struct zvfs_req) == 64, "zvfs_req");
 
 struct zvfs_resp {
-	int64_t result;	      /* 0: >= 0 or -errno */
-	uint64_t val;	      /* 8: per op */
-	uint64_t val2;	      /* 16 */
-	uint64_t val3;	      /* 24 */
-	uint64_t val4;	      /* 32 */
-	uint64_t seq;	      /* 40: the request's seq */
-	uint8_t reserved[16]; /* 48 */
+	int64_t result; /* 0: >= 0 or -errno */
+	uint64_t val;	/* 8: per op */
+	uint64_t val2;	/* 16 */
+	uint64_t val3;	/* 24 */
+	uint64_t val4;	/* 32 */
+	uint64_t seq;	/* 40: the request's seq */
+	/*
+	 * 48: requests the daemon was executing while it ran this one, this one included (0:
+	 * not reported).  A hint: a client spins for its next answer only while the daemon
+	 * leaves CPUs idle.
+	 */
+	uint32_t busy;
+	uint8_t reserved[12]; /* 52 */
 };
 _Static_assert(sizeof(struct zvfs_resp) == 64, "zvfs_resp");
 

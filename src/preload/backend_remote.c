@@ -36,8 +36,9 @@
 #include "ipc/proto.h"
 #include "ipc/ring.h"
 
-#define ZP_SLEEP_NS 100000000ull /* one futex sleep; the daemon is checked after each */
-#define ZP_RETRY_NS 100000000ull /* at most one connection attempt per 100 ms */
+#define ZP_SLEEP_NS	100000000ull /* one futex sleep; the daemon is checked after each */
+#define ZP_IDLE_SPIN_NS 150000ull    /* spin while the daemon is idle enough: ring_run() */
+#define ZP_RETRY_NS	100000000ull /* at most one connection attempt per 100 ms */
 
 struct zp_file {
 	uint64_t handle;
@@ -355,6 +356,7 @@ struct tring {
 	uint32_t data_size;
 	unsigned conn;
 	uint64_t seq;
+	uint64_t spin_ns;	   /* for the next request: see ring_run() */
 	struct tring *next, *prev; /* every ring of the process, for the fork child */
 };
 
@@ -430,6 +432,7 @@ static struct tring *ring_get(int *err)
 		return NULL;
 	}
 	t->data_size = g_data_size;
+	t->spin_ns = zp_cfg.spin_ns;
 	bytes = zvfs_ring_bytes(t->data_size);
 	/* Sealable: the daemon seals it against shrinking before it maps it. */
 	mfd = memfd_create("zvfs-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
@@ -560,7 +563,7 @@ static int64_t ring_run(struct tring *t, struct zvfs_resp *resp)
 	r->req.seq = seq;
 	zvfs_ring_publish(r, ZVFS_RING_REQ, ZVFS_SLEEP_DAEMON);
 	for (;;) {
-		int64_t s = zvfs_ring_wait(r, ZVFS_RING_REQ, zp_cfg.spin_ns, ZVFS_SLEEP_CLIENT,
+		int64_t s = zvfs_ring_wait(r, ZVFS_RING_REQ, t->spin_ns, ZVFS_SLEEP_CLIENT,
 					   ZP_SLEEP_NS);
 
 		if (s == ZVFS_RING_DONE)
@@ -583,6 +586,16 @@ static int64_t ring_run(struct tring *t, struct zvfs_resp *resp)
 		lost(t->conn, -EPROTO);
 		return -EIO;
 	}
+	/*
+	 * While the daemon runs at most one request per two CPUs, spin through the whole next
+	 * request (a device read or write included): the wakeup from the other CPU costs more
+	 * than the I/O on a VM (~50 us).  Busier, the spin would take the CPU that other
+	 * requests need: back to the configured spin.  On a 2-vCPU VM, 4 KiB O_DIRECT random
+	 * reads at QD1 went from 13.7k to 16.5k IOPS (direct mode 18k) with one job, and four
+	 * jobs spinning 100 us fell from 29k to 11k: hence the condition.
+	 */
+	if (!zp_cfg.spin_fixed && resp->busy)
+		t->spin_ns = resp->busy * 2 <= zp_cfg.ncpu ? ZP_IDLE_SPIN_NS : zp_cfg.spin_ns;
 	return resp->result;
 }
 

@@ -431,14 +431,14 @@ static void read_config(void)
 
 	/*
 	 * How long a thread spins on its request before sleeping on the futex
-	 * (ring.h always polls 64 times first, about a microsecond, which is
-	 * what a null request takes).  With two CPUs or fewer a spinning client
-	 * takes the CPU the daemon's worker and the device completion need:
-	 * measured on a 2-vCPU VM, 4 KiB O_DIRECT reads went from 8.7k IOPS
-	 * (no spin) to 4.9k (30 us) and 1.5k (100 us, daemon spinning too).
-	 * With more CPUs 30 us covers a cached 4 KiB request.
+	 * while the daemon is busy (ring.h always polls 64 times first, about a
+	 * microsecond, which is what a null request takes); ring_run() in
+	 * backend_remote.c spins longer while the daemon is nearly idle.  With two
+	 * CPUs or fewer a client spinning while the daemon is busy takes the CPU
+	 * its worker and the device completion need.  ZVFS_SPIN_US fixes the spin.
 	 */
-	zp_cfg.spin_ns = sysconf(_SC_NPROCESSORS_ONLN) > 2 ? 30000 : 0;
+	zp_cfg.ncpu = (uint32_t)sysconf(_SC_NPROCESSORS_ONLN);
+	zp_cfg.spin_ns = zp_cfg.ncpu > 2 ? 30000 : 0;
 	v = getenv("ZVFS_SPIN_US");
 	if (v && *v) {
 		char *end;
@@ -449,7 +449,7 @@ static void read_config(void)
 				 "using the default",
 				 v);
 		else
-			zp_cfg.spin_ns = (uint64_t)us * 1000;
+			zp_cfg.spin_ns = (uint64_t)us * 1000, zp_cfg.spin_fixed = true;
 	}
 
 	v = getenv("ZVFS_DEVICE");

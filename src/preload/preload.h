@@ -85,6 +85,8 @@ struct zp_config {
 	enum zp_mode mode;	     /* ZVFS_MODE: "direct" or "daemon" */
 	char socket[108];	     /* ZVFS_SOCKET, default ZVFS_DEFAULT_SOCKET (daemon mode) */
 	uint64_t spin_ns;	     /* ZVFS_SPIN_US: spin before sleeping on a request (daemon) */
+	bool spin_fixed;	     /* ZVFS_SPIN_US given: no adaptation (backend_remote.c) */
+	uint32_t ncpu;		     /* online CPUs at start */
 	char device[PATH_MAX + 128]; /* ZVFS_DEVICE, default ZP_DEFAULT_DEVICE */
 	uint64_t cache_size;	     /* ZVFS_CACHE_SIZE (bytes, K/M/G suffixes), 0 = default */
 	char passthrough[1024];	     /* ZVFS_PASSTHROUGH: ':'-separated fnmatch(3) patterns of
