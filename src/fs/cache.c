@@ -149,9 +149,9 @@ static void *frame_buf_get(struct zvfs_fs *fs)
 	void *b;
 
 	if (c->spare) {
+		/* contents undefined (fs_page_get): every user fills the page */
 		b = c->spare;
 		memcpy(&c->spare, b, sizeof(void *));
-		memset(b, 0, fs->psz);
 		return b;
 	}
 	if (c->slab_left < fs->psz) {
@@ -170,7 +170,14 @@ static void *frame_buf_get(struct zvfs_fs *fs)
 		if (!slab)
 			return NULL;
 		madvise(slab, SLAB_BYTES, MADV_HUGEPAGE); /* a hint: fine if refused */
-		memset(slab, 0, SLAB_BYTES);
+		/*
+		 * Fault the slab in now, in one call: the kernel allocates and clears it without a
+		 * fault per page, 2-3x cheaper than touching it (a memset here measured ~650 ns per
+		 * 4 KiB on this VM, the populate ~280), and writers that grow the cache pay for it
+		 * (512-byte appends: one new page per 8 writes).  Before Linux 5.14: touch it.
+		 */
+		if (madvise(slab, SLAB_BYTES, MADV_POPULATE_WRITE) != 0)
+			memset(slab, 0, SLAB_BYTES);
 		c->slabs[c->nslabs++] = slab;
 		c->slab_cur = slab;
 		c->slab_left = SLAB_BYTES;
