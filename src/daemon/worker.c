@@ -133,6 +133,7 @@ static void *worker_main(void *arg)
 	struct zvfsd_ring *ring = arg;
 	struct zvfs_ring *r = ring->r;
 	uint64_t spin = zd.spin_ns;
+	struct zvfs_cpu_watch cpu = {0};
 
 	while (!atomic_load_explicit(&ring->stop, memory_order_acquire)) {
 		struct zvfs_resp resp;
@@ -158,7 +159,7 @@ static void *worker_main(void *arg)
 		 * Spinning for the next request pays while CPUs are idle; with more requests in
 		 * flight than half the CPUs, the spin takes the CPU another client or worker needs.
 		 */
-		spin = resp.busy * 2 <= zd.ncpu ? zd.spin_ns : 0;
+		spin = resp.busy * 2 <= zd.ncpu && !zvfs_cpu_contended(&cpu) ? zd.spin_ns : 0;
 		memcpy(&r->resp, &resp, sizeof(resp));
 		/* Service time (copy, check, execute); the wakeup below is the client's wait. */
 		t0 = now_ns() - t0;

@@ -19,10 +19,13 @@
 #define ZVFS_IPC_RING_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -114,6 +117,59 @@ static inline int64_t zvfs_ring_wait(struct zvfs_ring *r, uint32_t from, uint64_
 	atomic_fetch_and_explicit((_Atomic uint32_t *)&r->sleepers, ~my_bit, memory_order_seq_cst);
 	s = zvfs_ring_load_state(r);
 	return s != from ? (int64_t)s : -ETIMEDOUT;
+}
+
+/*
+ * Does this thread wait for a CPU?  A long spin (through a whole device I/O)
+ * pays only while CPUs are free: with more runnable tasks than CPUs it takes
+ * one that another process needs, which the daemon's own counts cannot see
+ * (pgbench's backends: 0.59x ext4 without the long spin, 0.47x with it).  The
+ * signal is the thread's run delay, the time it spent runnable but not
+ * running (second field of /proc/thread-self/schedstat): above 10% of the
+ * wall time since the last look, the thread is contended (measured on 2
+ * vCPUs: a QD1 fio job waited 0.4% of the time, pgbench's backends 25-35%;
+ * windows shorter than 50 ms flip on single scheduler hiccups).  Looked at every
+ * 50 ms at most, with raw system calls (the preload library must not see
+ * its own open); without schedstat the answer is always "no".
+ */
+struct zvfs_cpu_watch {
+	uint64_t at_ns;	   /* last look, CLOCK_MONOTONIC_COARSE; 0: never */
+	uint64_t delay_ns; /* run delay then */
+	bool contended;
+};
+
+static inline bool zvfs_cpu_contended(struct zvfs_cpu_watch *w)
+{
+	struct timespec ts;
+	char buf[96];
+	uint64_t t, delay;
+	long fd, n;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	t = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	if (w->at_ns && t - w->at_ns < 50000000ull)
+		return w->contended;
+	fd = syscall(SYS_openat, AT_FDCWD, "/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		goto out;
+	n = syscall(SYS_read, fd, buf, sizeof(buf) - 1);
+	syscall(SYS_close, fd);
+	if (n <= 0)
+		goto out;
+	buf[n] = '\0';
+	{
+		char *p = strchr(buf, ' ');
+
+		if (!p)
+			goto out;
+		delay = strtoull(p + 1, NULL, 10);
+	}
+	if (w->at_ns)
+		w->contended = (delay - w->delay_ns) * 10 > t - w->at_ns;
+	w->delay_ns = delay;
+out:
+	w->at_ns = t;
+	return w->contended;
 }
 
 #endif /* ZVFS_IPC_RING_H */

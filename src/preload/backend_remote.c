@@ -357,6 +357,7 @@ struct tring {
 	unsigned conn;
 	uint64_t seq;
 	uint64_t spin_ns;	   /* for the next request: see ring_run() */
+	struct zvfs_cpu_watch cpu; /* this thread waiting for a CPU: ring_run() */
 	struct tring *next, *prev; /* every ring of the process, for the fork child */
 };
 
@@ -592,10 +593,13 @@ static int64_t ring_run(struct tring *t, struct zvfs_resp *resp)
 	 * than the I/O on a VM (~50 us).  Busier, the spin would take the CPU that other
 	 * requests need: back to the configured spin.  On a 2-vCPU VM, 4 KiB O_DIRECT random
 	 * reads at QD1 went from 13.7k to 16.5k IOPS (direct mode 18k) with one job, and four
-	 * jobs spinning 100 us fell from 29k to 11k: hence the condition.
+	 * jobs spinning 100 us fell from 29k to 11k: hence the condition.  Other processes
+	 * need the CPU too, which the daemon cannot see: hence the run-delay check.
 	 */
 	if (!zp_cfg.spin_fixed && resp->busy)
-		t->spin_ns = resp->busy * 2 <= zp_cfg.ncpu ? ZP_IDLE_SPIN_NS : zp_cfg.spin_ns;
+		t->spin_ns = resp->busy * 2 <= zp_cfg.ncpu && !zvfs_cpu_contended(&t->cpu)
+				     ? ZP_IDLE_SPIN_NS
+				     : zp_cfg.spin_ns;
 	return resp->result;
 }
 
