@@ -34,7 +34,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/xattr.h>
 
 #include "ipc/proto.h"
@@ -56,6 +58,54 @@ void zp_core_fdtable_after_fork(void);
 
 struct zp_config zp_cfg;
 const struct zp_backend *zp_be = &zp_backend_local;
+/* ZVFS_MODE unset or "auto": the backend is chosen by zp_backend_pick(). */
+static bool g_auto;
+static pthread_once_t g_pick_once = PTHREAD_ONCE_INIT;
+static atomic_bool g_picked;
+
+/*
+ * A daemon that accepts a connection serves the process; a socket path
+ * where nothing listens (ENOENT, ECONNREFUSED) means direct mode on
+ * ZVFS_DEVICE.  Any other failure (EACCES: the socket is not for this user)
+ * still picks daemon mode, whose first call then says what is wrong, rather
+ * than a second store opened behind a running daemon's back.
+ */
+static void pick_backend(void)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), e = 0;
+
+	if (s < 0) {
+		e = errno;
+	} else {
+		strcpy(sa.sun_path, zp_cfg.socket);
+		if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+			e = errno;
+		ZP_REAL(close)(s);
+	}
+	if (e == ENOENT || e == ECONNREFUSED || e == ENOTDIR) {
+		zp_be = &zp_backend_local;
+		zp_cfg.mode = ZP_MODE_DIRECT;
+	} else {
+		zp_be = &zp_backend_remote;
+		zp_cfg.mode = ZP_MODE_DAEMON;
+	}
+	ZVFS_DEBUG("ZVFS_MODE unset: %s mode (%s: %s)",
+		   zp_cfg.mode == ZP_MODE_DAEMON ? "daemon" : "direct", zp_cfg.socket,
+		   e ? strerror(e) : "zvfsd answers");
+	atomic_store(&g_picked, true);
+}
+
+void zp_backend_pick(void)
+{
+	if (g_auto)
+		pthread_once(&g_pick_once, pick_backend);
+}
+
+bool zp_backend_undecided(void)
+{
+	return g_auto && !atomic_load(&g_picked);
+}
 struct zp_real zp_real;
 __thread int zp_internal __attribute__((tls_model("initial-exec")));
 atomic_bool zp_ready;
@@ -414,8 +464,11 @@ static void read_config(void)
 	if (v && strcmp(v, "daemon") == 0) {
 		zp_cfg.mode = ZP_MODE_DAEMON;
 		zp_be = &zp_backend_remote;
-	} else if (v && *v && strcmp(v, "direct") != 0) {
-		ZVFS_ERR("ZVFS_MODE=%s: not \"direct\" or \"daemon\"; using direct", v);
+	} else if (!v || !*v || strcmp(v, "auto") == 0) {
+		zp_cfg.mode = ZP_MODE_AUTO; /* zp_backend_pick() */
+		g_auto = true;
+	} else if (strcmp(v, "direct") != 0) {
+		ZVFS_ERR("ZVFS_MODE=%s: not \"direct\", \"daemon\" or \"auto\"; using direct", v);
 	}
 
 	v = getenv("ZVFS_SOCKET");
@@ -895,6 +948,7 @@ int zp_file_lookup(int fd, int dirfd, const char *path, bool follow, const struc
 			return -EUCLEAN;
 		return -errno;
 	}
+	zp_backend_pick();
 	ZP_ENTER();
 	r = zp_be->open(fd, dirfd, path, follow, st, xattr, (size_t)xlen, filep);
 	ZP_LEAVE();

@@ -74,6 +74,8 @@
 enum zp_mode {
 	ZP_MODE_DIRECT = 0, /* the engine runs in this process (issue 4) */
 	ZP_MODE_DAEMON = 1, /* zvfsd holds the store (issue 5) */
+	ZP_MODE_AUTO =
+		2, /* ZVFS_MODE unset: daemon if zvfsd answers at the first file, else direct */
 };
 
 struct zp_config {
@@ -82,16 +84,26 @@ struct zp_config {
 	char mount[ZP_MAX_MOUNTS]
 		  [PATH_MAX]; /* canonical (realpath when it exists), no trailing '/' */
 	size_t mount_len[ZP_MAX_MOUNTS];
-	enum zp_mode mode;	     /* ZVFS_MODE: "direct" or "daemon" */
-	char socket[108];	     /* ZVFS_SOCKET, default ZVFS_DEFAULT_SOCKET (daemon mode) */
-	uint64_t spin_ns;	     /* ZVFS_SPIN_US: spin before sleeping on a request (daemon) */
-	bool spin_fixed;	     /* ZVFS_SPIN_US given: no adaptation (backend_remote.c) */
-	uint32_t ncpu;		     /* online CPUs at start */
+	enum zp_mode mode; /* ZVFS_MODE: "direct", "daemon", unset: auto (zp_backend_pick) */
+	char socket[108];  /* ZVFS_SOCKET, default ZVFS_DEFAULT_SOCKET (daemon mode) */
+	uint64_t spin_ns;  /* ZVFS_SPIN_US: spin before sleeping on a request (daemon) */
+	bool spin_fixed;   /* ZVFS_SPIN_US given: no adaptation (backend_remote.c) */
+	uint32_t ncpu;	   /* online CPUs at start */
 	char device[PATH_MAX + 128]; /* ZVFS_DEVICE, default ZP_DEFAULT_DEVICE */
 	uint64_t cache_size;	     /* ZVFS_CACHE_SIZE (bytes, K/M/G suffixes), 0 = default */
 	char passthrough[1024];	     /* ZVFS_PASSTHROUGH: ':'-separated fnmatch(3) patterns of
 					      base names created as plain Linux files; default "*-shm" */
 };
+
+/*
+ * ZVFS_MODE unset: choose the backend (zp_be, zp_cfg.mode) once, at the
+ * first ZVFS file of the process: daemon mode when zvfsd accepts a
+ * connection on ZVFS_SOCKET, direct mode when nothing listens there.
+ * Called before zp_be is used on a file that has no backend yet.
+ */
+void zp_backend_pick(void);
+/* The choice is still open (ZVFS_MODE unset, no ZVFS file used yet). */
+bool zp_backend_undecided(void);
 extern struct zp_config zp_cfg;
 
 /* The default store: created (sparse, 4 GiB) and formatted on first use. */

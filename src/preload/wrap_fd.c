@@ -100,6 +100,7 @@ static int make_zvfs(int fd, int flags, const struct stat *st)
 	struct zp_file *file;
 	int r;
 
+	zp_backend_pick();
 	r = zp_be->create(fd, st, &file);
 	if (r < 0) {
 		int e = -r;

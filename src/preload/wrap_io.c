@@ -1123,6 +1123,8 @@ static int engine_sync_all(const char *call)
 {
 	int r;
 
+	if (zp_backend_undecided())
+		return 0; /* no ZVFS file was ever used here: nothing to write back */
 	ZP_ENTER();
 	r = zp_be->sync_all();
 	if (r < 0)

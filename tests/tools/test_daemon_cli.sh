@@ -166,6 +166,14 @@ check "run with no daemon: starts one, reads 'hi' (got $rc, '$out')" \
 check "run with no daemon: the daemon it started keeps running" $?
 pid=$(sed -n 's/^ *pid *\([0-9]*\)$/\1/p' "$T/out")
 
+# ---- ZVFS_MODE unset: the library uses the daemon that answers on ZVFS_SOCKET, else its own store
+lib=$(cd "$bindir/../preload" && pwd -P)/libzvfs.so
+auto() { env LD_PRELOAD="${LD_PRELOAD:+$LD_PRELOAD:}$lib" ZVFS_SOCKET="$S" "$@"; }
+out=$(auto ZVFS_MOUNT="$M" ZVFS_DEVICE="$T/none.img" cat "$M/f" 2>"$T/err")
+show "$T/err"
+check "ZVFS_MODE unset, daemon running: reads 'hi' through it, no store of its own (got '$out')" \
+	$([ "$out" = hi ] && [ ! -e "$T/none.img" ]; echo $?)
+
 # ---- a daemon killed by SIGKILL: stale socket = not running; start replaces it
 if [ -n "$pid" ]; then
 	kill -9 "$pid"
@@ -191,6 +199,17 @@ if [ -n "$pid" ]; then
 else
 	check "run with no daemon: status shows its pid" 1
 fi
+
+# (the daemon is stopped now)
+M2=$T/mnt2
+mkdir -p "$M2"
+out=$(auto ZVFS_MOUNT="$M2" ZVFS_DEVICE="$T/direct.img,size=64M,create" \
+	sh -c 'echo solo > "$0/g"; cat "$0/g"' "$M2" 2>"$T/err")
+show "$T/err"
+check "ZVFS_MODE unset, no daemon: direct mode on ZVFS_DEVICE (got '$out')" \
+	$([ "$out" = solo ] && [ -s "$T/direct.img" ]; echo $?)
+getfattr --absolute-names -n user.zvfs.blob_id "$M2/g" >/dev/null 2>&1
+check "ZVFS_MODE unset, no daemon: \$M2/g is a ZVFS placeholder" $?
 
 [ $fail -eq 0 ] || { echo "# daemon log:"; show "$LOG" 2>/dev/null; }
 exit $fail
