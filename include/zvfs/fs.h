@@ -267,6 +267,16 @@ int zvfs_file_stat(struct zvfs_file *file, struct zvfs_file_stat *st);
 uint64_t zvfs_file_size(struct zvfs_file *file);
 
 /*
+ * Mirror the logical size into *slot: stored there now and after every change
+ * of the size (release order, after the size itself), until removed.  A file
+ * keeps any number of mirrors (zvfsd: one per client handle, in that client's
+ * shared size table).  Add: 0 or -ENOMEM; removing a slot that is not there
+ * does nothing.  The slot must stay valid until removed.
+ */
+int zvfs_file_mirror_add(struct zvfs_file *file, _Atomic uint64_t *slot);
+void zvfs_file_mirror_remove(struct zvfs_file *file, _Atomic uint64_t *slot);
+
+/*
  * SEEK_DATA (hole false) / SEEK_HOLE (hole true) from off: *res = the first
  * offset >= off in data (a hole).  Holes are unallocated clusters with no
  * dirty cached page; the end of file is a hole.  -ENXIO when off >= size,

@@ -171,6 +171,22 @@ static void dio_done(struct zvfs_file *f, unsigned *count)
 		pthread_cond_broadcast(&f->dio_cv);
 }
 
+/*
+ * The new logical size, and its mirrors (zvfs_file_mirror_add()); mu held.  The size store
+ * and the nmirrors load are seq_cst, as are their counterparts in zvfs_file_mirror_add() (add,
+ * then read the size): either this sees the new mirror or the add reads this size.
+ */
+static void set_size(struct zvfs_file *f, uint64_t size)
+{
+	atomic_store_explicit(&f->size, size, memory_order_seq_cst);
+	if (!atomic_load_explicit(&f->nmirrors, memory_order_seq_cst))
+		return;
+	pthread_mutex_lock(&f->mirror_mu);
+	for (uint32_t i = 0; i < f->nmirrors; i++)
+		atomic_store_explicit(f->mirrors[i], size, memory_order_release);
+	pthread_mutex_unlock(&f->mirror_mu);
+}
+
 /* ---- 2. capacity ---------------------------------------------------------------------- */
 
 /*
@@ -951,7 +967,7 @@ static ssize_t direct_write(struct zvfs_file *f, const struct iovec *iov, int io
 		goto out_unlock;
 	}
 	if (end > atomic_load_explicit(&f->size, memory_order_relaxed))
-		atomic_store_explicit(&f->size, end, memory_order_release);
+		set_size(f, end);
 	if (flags & (ZVFS_IO_DSYNC | ZVFS_IO_SYNC))
 		rc = persist_md(f);
 out_unlock:
@@ -1040,7 +1056,7 @@ ssize_t zvfs_file_write(struct zvfs_file *f, const struct iovec *iov, int iovcnt
 	}
 	/* what was copied is visible, even if the rest failed */
 	if (pos > size)
-		atomic_store_explicit(&f->size, pos, memory_order_release);
+		set_size(f, pos);
 	if (rc < 0)
 		goto out_unlock;
 	if ((flags & (ZVFS_IO_DSYNC | ZVFS_IO_SYNC)) || (newdirty && low_space(fs, total))) {
@@ -1212,7 +1228,7 @@ static int truncate_locked(struct zvfs_file *f, uint64_t size)
 		if (rc < 0)
 			return rc;
 	}
-	atomic_store_explicit(&f->size, size, memory_order_release);
+	set_size(f, size);
 	return 0;
 }
 
@@ -1255,7 +1271,7 @@ int zvfs_file_fallocate(struct zvfs_file *f, int mode, uint64_t off, uint64_t le
 	if (rc == 0 && !(mode & FALLOC_FL_PUNCH_HOLE))
 		rc = ensure_cap(f, end);
 	if (rc == 0 && !keep && end > size)
-		atomic_store_explicit(&f->size, end, memory_order_release);
+		set_size(f, end);
 	pthread_mutex_unlock(&f->mu);
 	return rc;
 }
@@ -1438,6 +1454,45 @@ int zvfs_file_stat(struct zvfs_file *f, struct zvfs_file_stat *st)
 	st->blob_id = f->id;
 	st->gen = f->gen;
 	return 0;
+}
+
+int zvfs_file_mirror_add(struct zvfs_file *f, _Atomic uint64_t *slot)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&f->mirror_mu);
+	if (f->nmirrors == f->cap_mirrors) {
+		uint32_t cap = f->cap_mirrors ? f->cap_mirrors * 2 : 4;
+		_Atomic uint64_t **m = realloc(f->mirrors, cap * sizeof(*m));
+
+		if (!m) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		f->mirrors = m;
+		f->cap_mirrors = cap;
+	}
+	f->mirrors[f->nmirrors] = slot;
+	atomic_store_explicit(&f->nmirrors, f->nmirrors + 1, memory_order_seq_cst);
+	/* a set_size() racing with this stores into slot too (under mirror_mu, after us) */
+	atomic_store_explicit(slot, atomic_load_explicit(&f->size, memory_order_seq_cst),
+			      memory_order_release);
+out:
+	pthread_mutex_unlock(&f->mirror_mu);
+	return rc;
+}
+
+void zvfs_file_mirror_remove(struct zvfs_file *f, _Atomic uint64_t *slot)
+{
+	pthread_mutex_lock(&f->mirror_mu);
+	for (uint32_t i = 0; i < f->nmirrors; i++) {
+		if (f->mirrors[i] == slot) {
+			f->mirrors[i] = f->mirrors[f->nmirrors - 1];
+			atomic_store_explicit(&f->nmirrors, f->nmirrors - 1, memory_order_relaxed);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&f->mirror_mu);
 }
 
 uint64_t zvfs_file_size(struct zvfs_file *f)

@@ -530,6 +530,13 @@ static int file_new(struct zvfs_fs *fs, struct zvfs_blob *blob, zvfs_blob_id id,
 		free(f);
 		return -ENOMEM;
 	}
+	if (pthread_mutex_init(&f->mirror_mu, NULL)) {
+		pthread_cond_destroy(&f->dio_cv);
+		pthread_mutex_destroy(&f->mu);
+		fs_file_index_fini(f);
+		free(f);
+		return -ENOMEM;
+	}
 	f->fs = fs;
 	f->blob = blob;
 	f->id = id;
@@ -572,6 +579,8 @@ static int file_destroy(struct zvfs_fs *fs, struct zvfs_file *f, bool del)
 	}
 	pthread_cond_destroy(&f->dio_cv);
 	pthread_mutex_destroy(&f->mu);
+	pthread_mutex_destroy(&f->mirror_mu);
+	free(f->mirrors); /* the daemon removed its mirrors when it closed its handles */
 	fs_file_index_fini(f);
 	free(f);
 	return rc;

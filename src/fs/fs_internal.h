@@ -145,6 +145,14 @@ struct zvfs_file {
 	 * restart; writers and size changes wait for none to be left.
 	 */
 	unsigned nloading;
+	/*
+	 * zvfs_file_mirror_add(): slots that follow the size.  Their own lock, not mu: zvfsd
+	 * adds mirrors on its control thread, which must not wait for an fsync holding mu.
+	 */
+	pthread_mutex_t mirror_mu;
+	_Atomic uint64_t **mirrors;
+	_Atomic uint32_t nmirrors; /* read without mirror_mu by set_size() */
+	uint32_t cap_mirrors;
 	pthread_cond_t dio_cv; /* signalled when any of the three counts drops to 0 */
 
 	/* page index, under mu */
