@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -32,6 +33,8 @@
 #define MAX_RINGS	1024  /* per client: each is a thread */
 #define MAX_RINGS_ALL	16384 /* in the daemon */
 #define MAX_HANDLES	(1u << 20)
+/* Entries of a client's size table (8 bytes each; pages are only allocated when touched). */
+#define SIZE_SLOTS (1u << 16)
 
 /* ---- 1. lifecycle ------------------------------------------------------------------- */
 
@@ -73,10 +76,14 @@ static void client_teardown(struct zvfsd_client *c)
 	zvfsd_rings_stop(c);
 	for (uint32_t i = 0; i < c->nh; i++) {
 		if (c->h[i].file) {
+			if (i < c->nsizes)
+				zvfs_file_mirror_remove(c->h[i].file, &c->sizes[i]);
 			zvfs_file_close(c->h[i].file);
 			closed++;
 		}
 	}
+	if (c->sizes)
+		munmap((void *)c->sizes, (size_t)c->nsizes * sizeof(*c->sizes));
 	if (closed != c->live)
 		ZVFS_ERR("client %u: %u files closed but %u handles were live", c->id, closed,
 			 c->live);
@@ -180,6 +187,14 @@ static int handle_add(struct zvfsd_client *c, struct zvfs_file *file, uint32_t r
 		}
 		i = c->nh++;
 	}
+	/* a client reads entry i as handle i's size: it must follow the file before it is used */
+	if (i < c->nsizes) {
+		r = zvfs_file_mirror_add(file, &c->sizes[i]);
+		if (r < 0) {
+			c->free_idx[c->nfree++] = i;
+			goto out;
+		}
+	}
 	c->h[i].file = file;
 	c->h[i].rights = rights;
 	c->h[i].gen++;
@@ -230,6 +245,9 @@ static struct zvfs_file *handle_unref(struct zvfsd_client *c, uint64_t handle)
 	if (e && --e->refs == 0) {
 		file = e->file;
 		e->file = NULL;
+		/* before the slot can be reused by another handle */
+		if ((uint32_t)handle < c->nsizes)
+			zvfs_file_mirror_remove(file, &c->sizes[(uint32_t)handle]);
 		c->free_idx[c->nfree++] = (uint32_t)handle;
 	}
 	return file;
@@ -286,6 +304,42 @@ static int reply(struct zvfsd_client *c, uint16_t type, uint32_t seq, const void
 		memcpy(buf + sizeof(h), body, len);
 	/* Non-blocking: a client that does not read its replies is dropped, not waited for. */
 	if (send(c->fd, buf, sizeof(h) + len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		return -errno;
+	return 0;
+}
+
+/* reply() with fd attached (SCM_RIGHTS) when fd >= 0. */
+static int reply_fd(struct zvfsd_client *c, uint16_t type, uint32_t seq, const void *body,
+		    size_t len, int fd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} cm;
+	struct zvfs_msg_hdr h = {
+		.magic = ZVFS_PROTO_MAGIC,
+		.version = ZVFS_PROTO_VERSION,
+		.type = type,
+		.len = (uint32_t)len,
+		.seq = seq,
+	};
+	struct iovec iov[2] = {{&h, sizeof(h)}, {(void *)body, len}};
+	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+	struct cmsghdr *c0;
+
+	if (fd < 0)
+		return reply(c, type, seq, body, len);
+	if (len > ZVFS_MSG_MAX - sizeof(h))
+		return -EMSGSIZE;
+	memset(&cm, 0, sizeof(cm));
+	msg.msg_control = cm.buf;
+	msg.msg_controllen = sizeof(cm.buf);
+	c0 = CMSG_FIRSTHDR(&msg);
+	c0->cmsg_level = SOL_SOCKET;
+	c0->cmsg_type = SCM_RIGHTS;
+	c0->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c0), &fd, sizeof(int));
+	if (sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 		return -errno;
 	return 0;
 }
@@ -378,9 +432,49 @@ bool zvfsd_client_input(struct zvfsd_client *c)
 
 /* ---- 4. messages -------------------------------------------------------------------------- */
 
+/*
+ * The client's size table: a sealed memfd of SIZE_SLOTS entries, mapped here read-write and
+ * sealed against any later writable mapping (F_SEAL_FUTURE_WRITE), so the descriptor the client
+ * gets maps read-only.  Per client, so a client sees the sizes of the files it opened and of no
+ * other.  The fd to send, or -1 (then the client asks for sizes, as before).
+ */
+static int sizes_make(struct zvfsd_client *c)
+{
+	size_t bytes = (size_t)SIZE_SLOTS * sizeof(*c->sizes);
+	void *map;
+	int fd;
+
+	fd = memfd_create("zvfs-sizes", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0)
+		goto fail;
+	if (ftruncate(fd, (off_t)bytes) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
+		goto fail_close;
+	map = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		goto fail_close;
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) < 0) {
+		munmap(map, bytes);
+		goto fail_close;
+	}
+	/* published before any handle exists: handle_add() only uses it under c->lock */
+	pthread_mutex_lock(&c->lock);
+	c->sizes = map;
+	c->nsizes = SIZE_SLOTS;
+	pthread_mutex_unlock(&c->lock);
+	return fd;
+fail_close:
+	close(fd);
+fail:
+	ZVFS_WARN("client %u: no size table (%s): its size queries go through its rings", c->id,
+		  strerror(errno));
+	return -1;
+}
+
 static int do_hello(struct zvfsd_client *c, const struct zvfsd_ctl *m)
 {
 	struct zvfs_msg_hello_ok ok;
+	int tfd, r;
 
 	memset(&ok, 0, sizeof(ok));
 	c->hello = true;
@@ -391,7 +485,15 @@ static int do_hello(struct zvfsd_client *c, const struct zvfsd_ctl *m)
 	snprintf(ok.store_id, sizeof(ok.store_id), "%s", zvfs_fs_store_id(zd.fs));
 	ok.data_size = zd.ring_data;
 	ZVFS_DEBUG("client %u: HELLO from %s", c->id, c->comm);
-	return reply(c, ZVFS_MSG_HELLO_OK, m->seq, &ok, sizeof(ok));
+	if (c->sizes)
+		return reply(c, ZVFS_MSG_HELLO_OK, m->seq, &ok, sizeof(ok));
+	tfd = sizes_make(c);
+	if (tfd >= 0)
+		ok.size_slots = c->nsizes;
+	r = reply_fd(c, ZVFS_MSG_HELLO_OK, m->seq, &ok, sizeof(ok), tfd);
+	if (tfd >= 0)
+		close(tfd);
+	return r;
 }
 
 static int do_ring_add(struct zvfsd_client *c, const struct zvfsd_ctl *m, int fd)

@@ -84,6 +84,12 @@ struct zvfsd_client {
 	uint32_t live; /* handles open */
 	struct zvfsd_ring *rings;
 	uint32_t nrings;
+	/*
+	 * The client's size table (HELLO_OK): entry i follows the size of handle slot i's
+	 * file (zvfs_file_mirror_add), for i < nsizes; the client maps it read-only.
+	 */
+	_Atomic uint64_t *sizes;
+	uint32_t nsizes;
 	struct zvfsd_client *next;
 };
 

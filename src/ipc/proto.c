@@ -15,7 +15,10 @@
 
 #include "zvfs/fs.h"
 
-/* Body size of each message type; -1 = variable (at most ZVFS_MSG_MAX - header). */
+/*
+ * Body size of each message type; -1 = variable (at most ZVFS_MSG_MAX - header).  nfds: fds
+ * that come with it; -1 = none or one (HELLO_OK: the size table is optional).
+ */
 struct msg_shape {
 	int body;
 	int nfds;
@@ -23,7 +26,7 @@ struct msg_shape {
 
 static const struct msg_shape msg_shapes[] = {
 	[ZVFS_MSG_HELLO] = {sizeof(struct zvfs_msg_hello), 0},
-	[ZVFS_MSG_HELLO_OK] = {sizeof(struct zvfs_msg_hello_ok), 0},
+	[ZVFS_MSG_HELLO_OK] = {sizeof(struct zvfs_msg_hello_ok), -1},
 	[ZVFS_MSG_ERROR] = {sizeof(struct zvfs_msg_error), 0},
 	[ZVFS_MSG_OK] = {0, 0},
 	[ZVFS_MSG_RING_ADD] = {sizeof(struct zvfs_msg_ring_add), 1},
@@ -56,7 +59,7 @@ int zvfs_msg_check(const void *pkt, size_t n, int nfds)
 	shape = &msg_shapes[h.type];
 	if (shape->body >= 0 && h.len != (uint32_t)shape->body)
 		return -EBADMSG;
-	if (nfds != shape->nfds)
+	if (shape->nfds >= 0 ? nfds != shape->nfds : nfds > 1)
 		return -EBADMSG;
 	return 0;
 }

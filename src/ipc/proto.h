@@ -113,12 +113,19 @@ struct zvfs_msg_hello {	  /* HELLO */
 } __attribute__((packed));
 _Static_assert(sizeof(struct zvfs_msg_hello) == 24, "zvfs_msg_hello");
 
+/*
+ * HELLO_OK (+ 1 fd when size_slots > 0): the client's size table, a memfd of size_slots
+ * little-endian u64, mappable read-only only.  Entry i holds the logical size of the file of
+ * the client's handle whose low 32 bits are i, kept current by the daemon (release stores)
+ * while that handle is open, for i < size_slots.  A client reads sizes there instead of
+ * asking (ZVFS_OP_STAT).  0: no table, no fd.
+ */
 struct zvfs_msg_hello_ok {   /* HELLO_OK */
 	uint32_t version;    /* 0: the daemon's ZVFS_PROTO_VERSION */
 	uint32_t daemon_pid; /* 4 */
 	char store_id[40];   /* 8: store UUID, NUL-terminated */
 	uint32_t data_size;  /* 48: ring data area size the daemon prefers */
-	uint32_t reserved;   /* 52 */
+	uint32_t size_slots; /* 52: entries of the size table sent with this message, or 0 */
 } __attribute__((packed));
 _Static_assert(sizeof(struct zvfs_msg_hello_ok) == 56, "zvfs_msg_hello_ok");
 

@@ -72,7 +72,7 @@ static atomic_bool g_lost_told;
  * -errno for a broken connection (the caller marks it dead).
  */
 static int ctl_xfer(uint16_t type, const void *body, uint32_t len, int sendfd, void *rep,
-		    uint32_t *replen)
+		    uint32_t *replen, int *recvfd)
 {
 	union {
 		struct cmsghdr c;
@@ -135,7 +135,10 @@ static int ctl_xfer(uint16_t type, const void *body, uint32_t len, int sendfd, v
 			return -errno;
 		if (n == 0)
 			return -ECONNRESET;
-		/* The daemon sends no fds; close any, so none leak into the application. */
+		/*
+		 * Keep the first fd when the caller wants one (HELLO_OK's size table); close
+		 * any other, so none leak into the application.
+		 */
 		for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
 			if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
 				int nfd = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
@@ -144,7 +147,10 @@ static int ctl_xfer(uint16_t type, const void *body, uint32_t len, int sendfd, v
 					int x;
 
 					memcpy(&x, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-					ZP_REAL(close)(x);
+					if (recvfd && *recvfd < 0)
+						*recvfd = x;
+					else
+						ZP_REAL(close)(x);
 				}
 			}
 		}
@@ -197,6 +203,49 @@ static void comm_of_self(char comm[16])
 		strcpy(comm, "?");
 }
 
+/*
+ * The size table of one connection (HELLO_OK): entry i follows the size of the file of handle
+ * slot i (proto.h).  Never unmapped: a thread may be reading an old one while a reconnect
+ * publishes the next (one per daemon restart, 512 KiB of address space each).
+ */
+struct sizes {
+	unsigned conn;
+	uint32_t n;
+	const _Atomic uint64_t *tab;
+};
+static _Atomic(struct sizes *) g_sizes;
+
+static void sizes_map(int fd, uint32_t n, unsigned conn)
+{
+	struct sizes *sz;
+	struct stat st;
+	void *map;
+
+	atomic_store(&g_sizes, NULL);
+	if (fd < 0)
+		return;
+	if (n == 0 || ZP_REAL(fstat)(fd, &st) < 0 || (uint64_t)st.st_size < (uint64_t)n * 8) {
+		ZVFS_WARN("zvfsd: a size table of %u entries in %lld bytes: not used", n,
+			  (long long)st.st_size);
+		ZP_REAL(close)(fd);
+		return;
+	}
+	map = ZP_REAL(mmap)(NULL, (size_t)n * 8, PROT_READ, MAP_SHARED, fd, 0);
+	ZP_REAL(close)(fd);
+	sz = malloc(sizeof(*sz));
+	if (map == MAP_FAILED || !sz) {
+		ZVFS_WARN("zvfsd: cannot map the size table: sizes are asked for");
+		if (map != MAP_FAILED)
+			ZP_REAL(munmap)(map, (size_t)n * 8);
+		free(sz);
+		return;
+	}
+	sz->conn = conn;
+	sz->n = n;
+	sz->tab = map;
+	atomic_store(&g_sizes, sz);
+}
+
 static void connect_fail(int err, const char *what)
 {
 	if (err != g_last_err) {
@@ -221,7 +270,7 @@ static int connect_locked(void)
 	uint32_t replen = sizeof(rep);
 	uint64_t t = now_ns();
 	int old = atomic_load(&g_sock);
-	int s, r;
+	int s, r, tfd = -1;
 
 	if (atomic_load(&g_up))
 		return 0;
@@ -258,7 +307,7 @@ static int connect_locked(void)
 	hello.version = ZVFS_PROTO_VERSION;
 	hello.pid = (uint32_t)getpid();
 	comm_of_self(hello.comm);
-	r = ctl_xfer(ZVFS_MSG_HELLO, &hello, sizeof(hello), -1, &rep, &replen);
+	r = ctl_xfer(ZVFS_MSG_HELLO, &hello, sizeof(hello), -1, &rep, &replen, &tfd);
 	if (r == ZVFS_MSG_ERROR && replen >= sizeof(int32_t)) {
 		rep.err.text[sizeof(rep.err.text) - 1] = '\0';
 		if (replen < sizeof(rep.err))
@@ -286,6 +335,8 @@ static int connect_locked(void)
 		r = -EIO;
 	}
 	if (r < 0) {
+		if (tfd >= 0)
+			ZP_REAL(close)(tfd);
 		atomic_store(&g_sock, -1);
 		ZP_REAL(close)(s);
 		return r;
@@ -297,7 +348,7 @@ static int connect_locked(void)
 			   zp_cfg.socket, rep.ok.daemon_pid, ZVFS_PROTO_VERSION, g_data_size);
 	g_last_err = 0;
 	atomic_store(&g_lost_told, false);
-	atomic_fetch_add(&g_conn, 1);
+	sizes_map(tfd, rep.ok.size_slots, atomic_fetch_add(&g_conn, 1) + 1);
 	atomic_store(&g_up, true);
 	return 0;
 }
@@ -325,7 +376,7 @@ static int ctl_call(uint16_t type, const void *body, uint32_t len, int sendfd, u
 		return r;
 	}
 	conn = atomic_load(&g_conn);
-	r = ctl_xfer(type, body, len, sendfd, &buf, &n);
+	r = ctl_xfer(type, body, len, sendfd, &buf, &n, NULL);
 	if (r < 0) {
 		lost_locked(conn, r);
 		pthread_mutex_unlock(&g_lock);
@@ -938,8 +989,24 @@ static int r_stat(struct zp_file *f, struct zvfs_file_stat *st)
 
 static int64_t r_size(struct zp_file *f)
 {
+	struct sizes *sz = atomic_load_explicit(&g_sizes, memory_order_acquire);
 	struct zvfs_resp resp;
-	int64_t r = simple(f, ZVFS_OP_STAT, 0, 0, 0, 0, &resp);
+	int64_t r;
+
+	/*
+	 * The daemon keeps the entry of this handle current (lseek SEEK_END without a round trip:
+	 * PostgreSQL asks for relation sizes ten times per pgbench transaction).  A handle of an
+	 * older connection is not in this table: the slow path revives it or fails.  alive() (one
+	 * poll(2)) keeps the promise that calls fail with EIO once the daemon is gone: a dead
+	 * daemon's table would go on answering with the sizes it last wrote.
+	 */
+	if (sz && sz->conn == f->conn && (uint32_t)f->handle < sz->n && alive(f->conn)) {
+		uint64_t v =
+			atomic_load_explicit(&sz->tab[(uint32_t)f->handle], memory_order_acquire);
+
+		return v > (uint64_t)INT64_MAX ? -EOVERFLOW : (int64_t)v;
+	}
+	r = simple(f, ZVFS_OP_STAT, 0, 0, 0, 0, &resp);
 
 	if (r < 0)
 		return r;

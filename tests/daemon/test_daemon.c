@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -480,6 +481,110 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 /* Null round trips: printed for information (the perf targets are checked by bench/). */
+/* HELLO with recvmsg: the reply's size table fd (-1 if none), its entry count in *slots. */
+static int cl_hello_table(int s, uint32_t *slots)
+{
+	struct zvfs_msg_hello m = {ZVFS_PROTO_VERSION, (uint32_t)getpid(), "t"};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} cm;
+	char pkt[ZVFS_MSG_MAX];
+	struct iovec iov = {pkt, sizeof(pkt)};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	struct zvfs_msg_hello_ok ok;
+	struct cmsghdr *c;
+	ssize_t n;
+	int fd = -1;
+
+	mh.msg_control = cm.buf;
+	mh.msg_controllen = sizeof(cm.buf);
+	if (cl_send(s, ZVFS_PROTO_VERSION, ZVFS_MSG_HELLO, &m, sizeof(m), -1) < 0)
+		return -1;
+	n = recvmsg(s, &mh, MSG_CMSG_CLOEXEC);
+	c = CMSG_FIRSTHDR(&mh);
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+		memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	if (n != (ssize_t)(sizeof(struct zvfs_msg_hdr) + sizeof(ok)) ||
+	    zvfs_msg_check(pkt, (size_t)n, fd >= 0) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	memcpy(&ok, pkt + sizeof(struct zvfs_msg_hdr), sizeof(ok));
+	*slots = ok.size_slots;
+	return fd;
+}
+
+/*
+ * The size table (proto.h HELLO_OK): read-only for the client, entry i follows the size of the
+ * file of handle slot i through writes, truncation and other clients' appends, and stops
+ * following it once the handle is closed (the slot may then serve another file).
+ */
+static int t_size_table(void)
+{
+	struct zvfs_resp resp;
+	struct ring rg, rg2;
+	char path[256];
+	uint32_t slots = 0, slots2 = 0;
+	int s = cl_connect(), s2 = cl_connect(), tfd, tfd2, fd;
+	const _Atomic uint64_t *tab;
+	int64_t h, h2;
+	void *w;
+
+	CHECK(s >= 0 && s2 >= 0, "connect");
+	tfd = cl_hello_table(s, &slots);
+	CHECK(tfd >= 0 && slots > 0, "HELLO_OK without a table (fd %d, %u slots)", tfd, slots);
+	tfd2 = cl_hello_table(s2, &slots2);
+	CHECK(tfd2 >= 0, "second client's table");
+	w = mmap(NULL, (size_t)slots * 8, PROT_READ | PROT_WRITE, MAP_SHARED, tfd, 0);
+	CHECK(w == MAP_FAILED, "the client could map its size table writable");
+	CHECK(write(tfd, "x", 1) < 0, "the client could write its size table");
+	tab = mmap(NULL, (size_t)slots * 8, PROT_READ, MAP_SHARED, tfd, 0);
+	CHECK(tab != MAP_FAILED, "map read-only: %s", strerror(errno));
+	CHECK(ring_make(&rg, 1u << 20, MFD_ALLOW_SEALING) == 0 && ring_add(s, &rg, 1u << 20) == 0,
+	      "ring");
+	CHECK(ring_make(&rg2, 1u << 20, MFD_ALLOW_SEALING) == 0 &&
+		      ring_add(s2, &rg2, 1u << 20) == 0,
+	      "ring 2");
+
+	fd = file_create("sizes", O_RDWR, path, sizeof(path));
+	CHECK(fd >= 0, "create");
+	h = cl_open(s, fd, ZVFS_OPEN_CREATE, NULL);
+	CHECK(h > 0 && (uint32_t)h < slots, "OPEN %lld", (long long)h);
+	h2 = cl_open(s2, fd, 0, NULL);
+	CHECK(h2 > 0, "OPEN by the second client");
+	CHECK(atomic_load(&tab[(uint32_t)h]) == 0, "entry %llu for an empty file",
+	      (unsigned long long)atomic_load(&tab[(uint32_t)h]));
+	memset(rg.data, 'a', 5000);
+	CHECK(ring_call(&rg, ZVFS_OP_WRITE, 0, (uint64_t)h, 0, 5000, 0, &resp) == 5000, "write");
+	CHECK(atomic_load(&tab[(uint32_t)h]) == 5000, "entry %llu after a 5000-byte write",
+	      (unsigned long long)atomic_load(&tab[(uint32_t)h]));
+	/* the other client extends the file: this client's entry follows */
+	memset(rg2.data, 'b', 100);
+	CHECK(ring_call(&rg2, ZVFS_OP_WRITE, ZVFS_IO_APPEND, (uint64_t)h2, 0, 100, 0, &resp) == 100,
+	      "append by the other client");
+	CHECK(atomic_load(&tab[(uint32_t)h]) == 5100, "entry %llu after the other's append",
+	      (unsigned long long)atomic_load(&tab[(uint32_t)h]));
+	CHECK(ring_call(&rg, ZVFS_OP_TRUNCATE, 0, (uint64_t)h, 0, 0, 7, NULL) == 0, "truncate");
+	CHECK(atomic_load(&tab[(uint32_t)h]) == 7, "entry %llu after truncate to 7",
+	      (unsigned long long)atomic_load(&tab[(uint32_t)h]));
+	CHECK(ring_call(&rg, ZVFS_OP_CLOSE, 0, (uint64_t)h, 0, 0, 0, NULL) == 0, "close");
+	CHECK(ring_call(&rg2, ZVFS_OP_TRUNCATE, 0, (uint64_t)h2, 0, 0, 3, NULL) == 0,
+	      "truncate by the other client");
+	CHECK(atomic_load(&tab[(uint32_t)h]) == 7, "a closed handle's entry still follows (%llu)",
+	      (unsigned long long)atomic_load(&tab[(uint32_t)h]));
+	munmap((void *)tab, (size_t)slots * 8);
+	close(tfd);
+	close(tfd2);
+	close(fd);
+	close(s);
+	close(s2);
+	ring_free(&rg);
+	ring_free(&rg2);
+	return 0;
+}
+
 static int t_nop_latency(void)
 {
 	enum { N = 100000 };
@@ -1193,6 +1298,7 @@ int main(int argc, char **argv)
 	RUN(t_handshake());
 	RUN(t_version_mismatch());
 	RUN(t_file_ops());
+	RUN(t_size_table());
 	RUN(t_nop_latency());
 	RUN(t_big_write());
 	RUN(t_read_only());
