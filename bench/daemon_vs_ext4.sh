@@ -93,10 +93,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 bench_no_args "$@"
 bench_knobs 1 3 1
-# Every side gets exactly the settings below: nothing inherited from the
-# caller's environment (a shell under LD_PRELOAD, a ZVFS_SOCKET) may leak in.
-unset LD_PRELOAD ZVFS_MOUNT ZVFS_MODE ZVFS_DEVICE ZVFS_CACHE_SIZE ZVFS_PASSTHROUGH ZVFS_DISABLE \
-	ZVFS_SOCKET ZVFS_SPIN_US ZVFS_LOG_FILE
+bench_clean_env
 WORKDIR=${WORKDIR:-/var/tmp/zvfs-bench/daemon}
 STORE_SIZE=${STORE_SIZE:-4G}
 FILE_SIZE=${FILE_SIZE:-1G}

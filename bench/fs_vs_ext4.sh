@@ -89,11 +89,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 bench_no_args "$@"
 bench_knobs 1 5 1
-# The ext4 and raw sides run without the library, and the ZVFS side with
-# exactly the settings below: nothing inherited from the caller's
-# environment (scripts/run.sh, a shell already under LD_PRELOAD) may leak in.
-unset LD_PRELOAD ZVFS_MOUNT ZVFS_MODE ZVFS_DEVICE ZVFS_CACHE_SIZE ZVFS_PASSTHROUGH ZVFS_DISABLE \
-	ZVFS_SOCKET ZVFS_SPIN_US ZVFS_LOG_FILE
+bench_clean_env
 WORKDIR=${WORKDIR:-/var/tmp/zvfs-bench/fs}
 STORE_SIZE=${STORE_SIZE:-4G}
 FILE_SIZE=${FILE_SIZE:-1G}

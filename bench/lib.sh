@@ -58,6 +58,15 @@ bench_no_args() {
 	[[ $# -eq 0 ]] || die "no arguments expected (settings come from the environment; see --help)"
 }
 
+# The kernel sides run without the library and the ZVFS sides with exactly the
+# settings each script gives them: nothing inherited from the caller's
+# environment (scripts/run.sh, a shell already under LD_PRELOAD, a ZVFS_SOCKET
+# or ZVFS_MODE) may leak in.
+bench_clean_env() {
+	unset LD_PRELOAD ZVFS_MOUNT ZVFS_MODE ZVFS_DEVICE ZVFS_CACHE_SIZE ZVFS_PASSTHROUGH \
+		ZVFS_DISABLE ZVFS_SOCKET ZVFS_SPIN_US ZVFS_LOG_FILE
+}
+
 bench_knobs() {
 	if [[ ${QUICK:-0} == 1 ]]; then
 		ROUNDS=${ROUNDS:-1}
