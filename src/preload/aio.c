@@ -5,13 +5,18 @@
  *
  * The kernel cannot run an iocb on a ZVFS fd (the data is not in the
  * placeholder), so such an iocb is executed at submit time through this
- * library's pread64/pwrite64/preadv64/pwritev64/fsync/fdatasync wrappers,
- * and its completion is queued on the context in user space.  iocbs for any
- * other fd still go to the real io_submit, in submission order.  io_getevents
- * hands out queued ZVFS completions first, then kernel ones; it only blocks in
- * the kernel while kernel iocbs of the context are outstanding (counted
- * here), and otherwise waits on a condition variable, so a thread waiting for
- * ZVFS completions submitted by another thread is woken by that submit.
+ * library's pread64/pwrite64/preadv64/pwritev64/fsync/fdatasync wrappers.
+ * Its completion then goes through the kernel context itself
+ * (deliver_kernel()), so that programs reaping with the raw io_getevents
+ * system call (MariaDB) or straight from the ring (fio userspace_reap) see
+ * it.  Failed ones cannot (no kernel operation fails with a chosen errno):
+ * they are queued on the context in user space, where only this library's
+ * io_getevents finds them.  iocbs for any other fd still go to the real
+ * io_submit, in submission order.  io_getevents hands out queued ZVFS
+ * completions first, then kernel ones; it only blocks in the kernel while
+ * kernel iocbs of the context are outstanding (counted here), and otherwise
+ * waits on a condition variable, so a thread waiting for ZVFS completions
+ * submitted by another thread is woken by that submit.
  *
  * Like libaio, every function returns 0 / a count, or a negative errno.
  *
@@ -21,14 +26,17 @@
  *   run_iocb()          executes one ZVFS iocb
  *   io_setup ... io_cancel, zp_aio_after_fork
  *
- * Limits: a program that reaps kernel completions straight from the ring
- * (fio userspace_reap=1) bypasses io_getevents and cannot see ZVFS events;
- * io_uring is invisible to any preload library.
+ * Limits: a program that reaps without this library's io_getevents does not
+ * see ZVFS iocbs that failed; io_uring is invisible to any preload library.
  */
+#include <fcntl.h>
 #include <libaio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 
 #include "preload/preload.h"
@@ -224,6 +232,73 @@ static long run_iocb(const struct iocb *io)
 	return r < 0 ? -errno : r;
 }
 
+/*
+ * A descriptor of /dev/null at a high number, checked before every use: a program may have
+ * closed it or put something else there (dup2), and then the write below would go to that.
+ */
+static int null_fd(void)
+{
+	static atomic_int fd = -1;
+	struct stat st;
+	int f = atomic_load(&fd), n;
+
+	if (f >= 0 && ZP_REAL(fstat)(f, &st) == 0 && S_ISCHR(st.st_mode) &&
+	    st.st_rdev == makedev(1, 3))
+		return f;
+	n = (int)syscall(SYS_openat, AT_FDCWD, "/dev/null", O_WRONLY | O_CLOEXEC);
+	if (n < 0)
+		return -1;
+	/* out of the way of programs that reuse low numbers; any number if the limit is low */
+	f = (int)syscall(SYS_fcntl, n, F_DUPFD_CLOEXEC, 512);
+	if (f < 0)
+		f = n;
+	else
+		ZP_REAL(close)(n);
+	n = -1;
+	if (!atomic_compare_exchange_strong(&fd, &n, f) && n >= 0 && n != f) {
+		/* another thread made one first, or the old one went: keep a single one */
+		ZP_REAL(close)(f);
+		f = n;
+		if (ZP_REAL(fstat)(f, &st) < 0 || !S_ISCHR(st.st_mode) ||
+		    st.st_rdev != makedev(1, 3))
+			return -1;
+	}
+	return f;
+}
+
+/*
+ * Deliver the completion (res >= 0) of the ZVFS iocb io, already run, through the kernel
+ * context: io is submitted once more, rewritten for the length of the call into a write of
+ * res bytes to /dev/null, which completes at once with res.  The kernel reports the iocb's own
+ * address (obj) and data, and reads the iocb only during the call, so the original is back
+ * before anything can look at it; an eventfd asked for in the iocb is signalled by the kernel.
+ * /dev/null does not touch the buffer, which only has to be a user address.  0, or -errno
+ * when the kernel refused (the caller queues the event in user space instead).
+ */
+static int deliver_kernel(io_context_t ctx, struct iocb *io, long res)
+{
+	static const char any;
+	struct iocb saved = *io;
+	struct iocb *one[1] = {io};
+	int fd = null_fd();
+	long r;
+
+	if (fd < 0)
+		return -EBADF;
+	io->aio_lio_opcode = IO_CMD_PWRITE;
+	io->aio_reqprio = 0;
+	io->aio_fildes = fd;
+	io->aio_rw_flags = 0;
+	io->u.c.buf = (void *)&any;
+	io->u.c.nbytes = (unsigned long)res;
+	io->u.c.offset = 0;
+	r = syscall(SYS_io_submit, ctx, 1L, one);
+	*io = saved;
+	if (r == 1)
+		return 0;
+	return r < 0 ? -errno : -EAGAIN;
+}
+
 static bool iocb_is_zvfs(const struct iocb *io)
 {
 	struct zp_ofd *ofd = zp_fd_get(io->aio_fildes);
@@ -243,6 +318,7 @@ static int submit_zvfs(io_context_t ctx, struct iocb *io)
 	int saved = errno;
 	struct io_event e = {.data = io->data, .obj = io};
 	struct actx *a;
+	long res;
 	int r = 0;
 
 	pthread_mutex_lock(&ctx_lock);
@@ -257,7 +333,20 @@ static int submit_zvfs(io_context_t ctx, struct iocb *io)
 	if (r < 0)
 		return r;
 
-	e.res = (unsigned long)run_iocb(io);
+	res = run_iocb(io);
+	e.res = (unsigned long)res;
+	if (res >= 0 && deliver_kernel(ctx, io, res) == 0) {
+		errno = saved;
+		pthread_mutex_lock(&ctx_lock);
+		a->reserved--;
+		a->kernel_out++;
+		/* a waiter on the condition variable must now wait in the kernel */
+		pthread_cond_broadcast(&a->cond);
+		if (a->dead && a->reserved == 0 && a->users == 0)
+			ctx_unlink_free(a);
+		pthread_mutex_unlock(&ctx_lock);
+		return 0;
+	}
 	errno = saved;
 
 	pthread_mutex_lock(&ctx_lock);
