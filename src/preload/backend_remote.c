@@ -847,6 +847,19 @@ static size_t iov_total(const struct iovec *iov, int cnt)
 	return n;
 }
 
+/* One read or write request of at most the data area's size at off; the bytes it covers. */
+static size_t req_piece(struct tring *t, uint32_t op, const struct zp_file *f, unsigned flags,
+			uint64_t off, size_t len)
+{
+	if (len > t->data_size)
+		len = t->data_size;
+	req_init(&t->r->req, op, f);
+	t->r->req.flags = flags;
+	t->r->req.off = off;
+	t->r->req.len = len;
+	return len;
+}
+
 /* Reads larger than the data area go as several requests; a short piece is end of file. */
 static ssize_t r_read(struct zp_file *f, const struct iovec *iov, int cnt, uint64_t off,
 		      unsigned flags)
@@ -864,12 +877,7 @@ static ssize_t r_read(struct zp_file *f, const struct iovec *iov, int cnt, uint6
 		struct zvfs_resp resp;
 		int64_t r;
 
-		if (piece > t->data_size)
-			piece = t->data_size;
-		req_init(&t->r->req, ZVFS_OP_READ, f);
-		t->r->req.flags = flags;
-		t->r->req.off = off + done;
-		t->r->req.len = piece;
+		piece = req_piece(t, ZVFS_OP_READ, f, flags, off + done, piece);
 		r = ring_run(t, &resp);
 		if (r > 0) {
 			if ((uint64_t)r > piece)
@@ -908,12 +916,7 @@ static ssize_t r_write(struct zp_file *f, const struct iovec *iov, int cnt, uint
 		struct zvfs_resp resp;
 		int64_t r;
 
-		if (piece > t->data_size)
-			piece = t->data_size;
-		req_init(&t->r->req, ZVFS_OP_WRITE, f);
-		t->r->req.flags = flags;
-		t->r->req.off = off + done;
-		t->r->req.len = piece;
+		piece = req_piece(t, ZVFS_OP_WRITE, f, flags, off + done, piece);
 		iov_copy(iov, cnt, done, (char *)t->r + ZVFS_RING_HDR, piece, false);
 		r = ring_run(t, &resp);
 		ring_done(t);
