@@ -71,8 +71,10 @@
 #   PG_SCALE     pgbench -i -s (default 10)
 #   SB_ROWS      sysbench --table-size (default 20000; 4 tables)
 #   DAEMON_SPIN_US  zvfsd --spin-us (default: zvfsd's own, 50)
-#   CLIENT_SPIN_US  ZVFS_SPIN_US of the clients and rtt -s (default: the
-#                library's own: 0 with 2 CPUs or fewer, else 30)
+#   CLIENT_SPIN_US  ZVFS_SPIN_US of the clients (default: unset, the library
+#                adapts its spin to the daemon's load, docs/protocol.md) and
+#                rtt -s (default 0 with 2 CPUs or fewer, else 30: rtt.c's
+#                spin is fixed)
 #   BENCH_CASES  cases to run (default "rtt fio4k fio16k pgbench sysbench")
 #   ROUNDS       rounds (default 1)
 #   RUNTIME      measured seconds per fio run (default 3)
@@ -756,7 +758,7 @@ DISK=$(df --output=source "$WORKDIR" | tail -1)
 TOOLS="$(fio --version), $("$PGBIN/postgres" --version 2>/dev/null || echo 'postgres ?'), $(mariadbd --version 2>/dev/null | awk '{print $2, $3}' || echo 'mariadbd ?'), $(sysbench --version 2>/dev/null || echo 'sysbench ?'), ZVFS $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')"
 # shellcheck disable=SC2089 # a string to print, not to run
 CMDLINE="ROUNDS=$ROUNDS RUNTIME=$RUNTIME RAMP=$RAMP STORE_SIZE=$STORE_SIZE FILE_SIZE=$FILE_SIZE CACHE_SIZE=$CACHE_SIZE RTT_COUNT=$RTT_COUNT FIO_SHAPES='$FIO_SHAPES' DB_TIME=$DB_TIME PG_SCALE=$PG_SCALE SB_ROWS=$SB_ROWS${DAEMON_SPIN_US:+ DAEMON_SPIN_US=$DAEMON_SPIN_US}${CLIENT_SPIN_US:+ CLIENT_SPIN_US=$CLIENT_SPIN_US} BENCH_CASES='$BENCH_CASES' bench/daemon_vs_ext4.sh"
-SPIN_NOTE="client spin ${CLIENT_SPIN_US:-library default ($(($(nproc) > 2 ? 30 : 0)) us)}, daemon spin ${DAEMON_SPIN_US:-zvfsd default (50 us)}"
+SPIN_NOTE="client spin ${CLIENT_SPIN_US:-library default (adaptive; rtt.c $(($(nproc) > 2 ? 30 : 0)) us)}, daemon spin ${DAEMON_SPIN_US:-zvfsd default (50 us, adaptive)}"
 # shellcheck disable=SC2090
 export RAW OUT HOST DISK FSTYPE DIMG XIMG STORE_B XSTORE_B CACHE_SIZE ROUNDS RUNTIME RAMP DB_TIME \
 	PG_SCALE SB_ROWS LOAD_START LOAD_END UPTIME_START UPTIME_END TOOLS CMDLINE STAT_TXT \
