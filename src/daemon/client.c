@@ -286,29 +286,10 @@ int zvfsd_handle_close(struct zvfsd_client *c, uint64_t handle)
 
 /* ---- 3. receiving and replying --------------------------------------------------------- */
 
-static int reply(struct zvfsd_client *c, uint16_t type, uint32_t seq, const void *body, size_t len)
-{
-	char buf[ZVFS_MSG_MAX];
-	struct zvfs_msg_hdr h = {
-		.magic = ZVFS_PROTO_MAGIC,
-		.version = ZVFS_PROTO_VERSION,
-		.type = type,
-		.len = (uint32_t)len,
-		.seq = seq,
-	};
-
-	if (len > sizeof(buf) - sizeof(h))
-		return -EMSGSIZE;
-	memcpy(buf, &h, sizeof(h));
-	if (len)
-		memcpy(buf + sizeof(h), body, len);
-	/* Non-blocking: a client that does not read its replies is dropped, not waited for. */
-	if (send(c->fd, buf, sizeof(h) + len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-		return -errno;
-	return 0;
-}
-
-/* reply() with fd attached (SCM_RIGHTS) when fd >= 0. */
+/*
+ * One reply record (header + body), with fd attached (SCM_RIGHTS) when fd >= 0.
+ * Non-blocking: a client that does not read its replies is dropped, not waited for.
+ */
 static int reply_fd(struct zvfsd_client *c, uint16_t type, uint32_t seq, const void *body,
 		    size_t len, int fd)
 {
@@ -327,10 +308,10 @@ static int reply_fd(struct zvfsd_client *c, uint16_t type, uint32_t seq, const v
 	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
 	struct cmsghdr *c0;
 
-	if (fd < 0)
-		return reply(c, type, seq, body, len);
 	if (len > ZVFS_MSG_MAX - sizeof(h))
 		return -EMSGSIZE;
+	if (fd < 0)
+		goto send;
 	memset(&cm, 0, sizeof(cm));
 	msg.msg_control = cm.buf;
 	msg.msg_controllen = sizeof(cm.buf);
@@ -339,9 +320,15 @@ static int reply_fd(struct zvfsd_client *c, uint16_t type, uint32_t seq, const v
 	c0->cmsg_type = SCM_RIGHTS;
 	c0->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(c0), &fd, sizeof(int));
+send:
 	if (sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 		return -errno;
 	return 0;
+}
+
+static int reply(struct zvfsd_client *c, uint16_t type, uint32_t seq, const void *body, size_t len)
+{
+	return reply_fd(c, type, seq, body, len, -1);
 }
 
 static int reply_error(struct zvfsd_client *c, uint32_t seq, int err, const char *text)
