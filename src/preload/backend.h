@@ -150,6 +150,11 @@ static inline uint64_t zp_file_readable(struct zp_file *f, uint64_t off)
 
 /* ---- remote-only hooks (backend_remote.c), called by core.c ---------------------------- */
 
+/*
+ * A new connection to zvfsd at ZVFS_SOCKET (no handshake): the socket, or -errno with *what
+ * naming the call that failed ("socket", "connect").
+ */
+int zp_remote_dial(const char **what);
 /* Fork child: forget the parent's connection and rings (never used here). */
 void zp_remote_after_fork_child(void);
 /*

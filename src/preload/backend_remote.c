@@ -224,6 +224,7 @@ static void sizes_map(int fd, uint32_t n, unsigned conn)
 	atomic_store(&g_sizes, NULL);
 	if (fd < 0)
 		return;
+	st.st_size = 0;
 	if (n == 0 || ZP_REAL(fstat)(fd, &st) < 0 || (uint64_t)st.st_size < (uint64_t)n * 8) {
 		ZVFS_WARN("zvfsd: a size table of %u entries in %lld bytes: not used", n,
 			  (long long)st.st_size);
@@ -257,10 +258,28 @@ static void connect_fail(int err, const char *what)
 	}
 }
 
+int zp_remote_dial(const char **what)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), e;
+
+	*what = "socket";
+	if (s < 0)
+		return -errno;
+	*what = "connect";
+	strcpy(sa.sun_path, zp_cfg.socket);
+	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		e = errno;
+		ZP_REAL(close)(s);
+		return -e;
+	}
+	return s;
+}
+
 /* Connected and greeted, or -EIO (logged once per cause). */
 static int connect_locked(void)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	const char *what;
 	struct zvfs_msg_hello hello = {0};
 	union {
 		struct zvfs_msg_hello_ok ok;
@@ -292,15 +311,9 @@ static int connect_locked(void)
 		atomic_store(&g_sock, -1);
 		ZP_REAL(close)(old);
 	}
-	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	s = zp_remote_dial(&what);
 	if (s < 0) {
-		connect_fail(-errno, "socket");
-		return -EIO;
-	}
-	strcpy(sa.sun_path, zp_cfg.socket);
-	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		connect_fail(-errno, "connect");
-		ZP_REAL(close)(s);
+		connect_fail(s, what);
 		return -EIO;
 	}
 	atomic_store(&g_sock, s);

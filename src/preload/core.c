@@ -34,9 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/un.h>
 #include <sys/xattr.h>
 
 #include "ipc/proto.h"
@@ -72,17 +70,11 @@ static atomic_bool g_picked;
  */
 static void pick_backend(void)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), e = 0;
+	const char *what;
+	int s = zp_remote_dial(&what), e = s < 0 ? -s : 0;
 
-	if (s < 0) {
-		e = errno;
-	} else {
-		strcpy(sa.sun_path, zp_cfg.socket);
-		if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-			e = errno;
+	if (s >= 0)
 		ZP_REAL(close)(s);
-	}
 	if (e == ENOENT || e == ECONNREFUSED || e == ENOTDIR) {
 		zp_be = &zp_backend_local;
 		zp_cfg.mode = ZP_MODE_DIRECT;
