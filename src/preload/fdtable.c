@@ -18,6 +18,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
+#include <time.h>
 
 /* Shared with core.c (not in preload.h, which is not mine). */
 bool zp_core_revive_allowed(void);
@@ -85,6 +86,8 @@ struct zp_ofd *zp_ofd_new(struct zp_file *file, int flags, uint64_t pos,
 	ofd->pos = pos;
 	atomic_store(&ofd->flags, flags);
 	atomic_store(&ofd->size_dirty, false);
+	atomic_store(&ofd->ph_size, -1);
+	atomic_store(&ofd->ph_ns, 0);
 	ofd->ino = *ino;
 	ofd->shared = false;
 	atomic_store(&ofd->kfd, -1);
@@ -490,7 +493,15 @@ int zp_core_fd_mark(int fd)
 	return 1;
 }
 
-int zp_placeholder_sync(int fd, struct zp_ofd *ofd)
+static uint64_t coarse_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int placeholder_sync(int fd, struct zp_ofd *ofd, bool lazy)
 {
 	int64_t size;
 
@@ -506,6 +517,18 @@ int zp_placeholder_sync(int fd, struct zp_ofd *ofd)
 		atomic_store(&ofd->size_dirty, true);
 		return (int)size;
 	}
+	/*
+	 * Any inode update on the host (this ftruncate moves the mtime even at the same size)
+	 * made the next fdatasync of the store image commit the host's metadata: 4 KiB
+	 * O_DIRECT overwrite + fdatasync went from 10.9k/s to 7.2k/s.  A database syncing its
+	 * log thousands of times a second gets its mtime moved at most once per lag instead;
+	 * close, exec and fork still update it at once.
+	 */
+	if (lazy && size == atomic_load(&ofd->ph_size) &&
+	    coarse_ns() - atomic_load(&ofd->ph_ns) < ZP_PH_MTIME_LAG_NS) {
+		atomic_store(&ofd->size_dirty, true);
+		return 0;
+	}
 	/* Also moves mtime, as the writes would have on a Linux file. */
 	if (ZP_REAL(ftruncate)(fd, (off_t)size) < 0) {
 		int e = errno;
@@ -513,7 +536,19 @@ int zp_placeholder_sync(int fd, struct zp_ofd *ofd)
 		atomic_store(&ofd->size_dirty, true);
 		return -e;
 	}
+	atomic_store(&ofd->ph_size, size);
+	atomic_store(&ofd->ph_ns, coarse_ns());
 	return 0;
+}
+
+int zp_placeholder_sync(int fd, struct zp_ofd *ofd)
+{
+	return placeholder_sync(fd, ofd, false);
+}
+
+int zp_placeholder_sync_lazy(int fd, struct zp_ofd *ofd)
+{
+	return placeholder_sync(fd, ofd, true);
 }
 
 /* ---- 5. offsets of shared descriptions ------------------------------------------------- */

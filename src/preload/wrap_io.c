@@ -1047,7 +1047,7 @@ static int ofd_fsync(int fd, struct zp_ofd *ofd, unsigned flags, const char *cal
 		ZP_ENTER();
 		r = zp_file_sync(ofd->file, flags);
 		if (r == 0)
-			r = zp_placeholder_sync(fd, ofd);
+			r = zp_placeholder_sync_lazy(fd, ofd);
 		ZP_LEAVE();
 	}
 	zp_ofd_put(ofd);
