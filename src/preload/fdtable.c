@@ -86,8 +86,6 @@ struct zp_ofd *zp_ofd_new(struct zp_file *file, int flags, uint64_t pos,
 	ofd->pos = pos;
 	atomic_store(&ofd->flags, flags);
 	atomic_store(&ofd->size_dirty, false);
-	atomic_store(&ofd->ph_size, -1);
-	atomic_store(&ofd->ph_ns, 0);
 	ofd->ino = *ino;
 	ofd->shared = false;
 	atomic_store(&ofd->kfd, -1);
@@ -493,12 +491,22 @@ int zp_core_fd_mark(int fd)
 	return 1;
 }
 
-static uint64_t coarse_ns(void)
+/*
+ * Does the placeholder show size already, with an mtime less than ZP_PH_MTIME_LAG_NS old?
+ * Read from the placeholder itself, so another description's or process's update counts.
+ */
+static bool placeholder_recent(int fd, int64_t size)
 {
-	struct timespec ts;
+	struct timespec now;
+	struct stat st;
+	int64_t age;
 
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	if (ZP_REAL(fstat)(fd, &st) < 0 || st.st_size != size)
+		return false;
+	clock_gettime(CLOCK_REALTIME_COARSE, &now);
+	age = (int64_t)(now.tv_sec - st.st_mtim.tv_sec) * 1000000000 +
+	      (now.tv_nsec - st.st_mtim.tv_nsec);
+	return age >= -(int64_t)ZP_PH_MTIME_LAG_NS && age < (int64_t)ZP_PH_MTIME_LAG_NS;
 }
 
 static int placeholder_sync(int fd, struct zp_ofd *ofd, bool lazy)
@@ -524,8 +532,7 @@ static int placeholder_sync(int fd, struct zp_ofd *ofd, bool lazy)
 	 * log thousands of times a second gets its mtime moved at most once per lag instead;
 	 * close, exec and fork still update it at once.
 	 */
-	if (lazy && size == atomic_load(&ofd->ph_size) &&
-	    coarse_ns() - atomic_load(&ofd->ph_ns) < ZP_PH_MTIME_LAG_NS) {
+	if (lazy && placeholder_recent(fd, size)) {
 		atomic_store(&ofd->size_dirty, true);
 		return 0;
 	}
@@ -536,8 +543,6 @@ static int placeholder_sync(int fd, struct zp_ofd *ofd, bool lazy)
 		atomic_store(&ofd->size_dirty, true);
 		return -e;
 	}
-	atomic_store(&ofd->ph_size, size);
-	atomic_store(&ofd->ph_ns, coarse_ns());
 	return 0;
 }
 

@@ -344,9 +344,7 @@ struct zp_ofd {
 	uint64_t pos;
 	atomic_int flags; /* O_ACCMODE | O_APPEND | O_DIRECT | O_SYNC | O_DSYNC | O_NONBLOCK */
 	atomic_int refs;  /* fds in the table + calls in progress */
-	atomic_bool size_dirty;	 /* written or truncated: placeholder st_size to update */
-	_Atomic int64_t ph_size; /* st_size last given to the placeholder (-1: not known) */
-	_Atomic uint64_t ph_ns;	 /* when (CLOCK_MONOTONIC_COARSE): zp_placeholder_sync_lazy() */
+	atomic_bool size_dirty; /* written or truncated: placeholder st_size to update */
 	struct zvfs_fs_ino ino;
 	bool shared;	/* daemon mode: the kernel's offset is the truth (under pos_lock) */
 	atomic_int kfd; /* an fd of this description (-1: look it up), for shared offsets */
@@ -410,8 +408,8 @@ int zp_ofd_kfd(struct zp_ofd *ofd);
 /* Set the placeholder's st_size to the logical size if ofd changed it (close, fsync). */
 int zp_placeholder_sync(int fd, struct zp_ofd *ofd);
 /*
- * The same for fsync and fdatasync: when only the mtime would move (size unchanged) and the
- * placeholder was updated less than ZP_PH_MTIME_LAG_NS ago, leaves it for later.
+ * The same for fsync and fdatasync: when only the mtime would move (the placeholder already
+ * has the size) and its mtime is less than ZP_PH_MTIME_LAG_NS old, leaves it for later.
  */
 int zp_placeholder_sync_lazy(int fd, struct zp_ofd *ofd);
 
