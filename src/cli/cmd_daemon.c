@@ -268,28 +268,7 @@ struct dclient {
 
 static int dc_send(struct dclient *c, uint16_t type, const void *body, uint32_t len)
 {
-	uint8_t pkt[ZVFS_MSG_MAX];
-	struct zvfs_msg_hdr h = {
-		.magic = ZVFS_PROTO_MAGIC,
-		.version = ZVFS_PROTO_VERSION,
-		.type = type,
-		.len = len,
-		.seq = ++c->seq,
-	};
-	ssize_t n;
-
-	if (sizeof(h) + len > sizeof(pkt))
-		return -EMSGSIZE;
-	memcpy(pkt, &h, sizeof(h));
-	if (len)
-		memcpy(pkt + sizeof(h), body, len);
-	do {
-		/* MSG_NOSIGNAL: a daemon that died gives EPIPE here, not SIGPIPE */
-		n = send(c->fd, pkt, sizeof(h) + len, MSG_NOSIGNAL);
-	} while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	return (size_t)n == sizeof(h) + len ? 0 : -EIO;
+	return zvfs_msg_send(c->fd, type, ++c->seq, body, len, -1, 0);
 }
 
 /*

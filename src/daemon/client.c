@@ -293,37 +293,9 @@ int zvfsd_handle_close(struct zvfsd_client *c, uint64_t handle)
 static int reply_fd(struct zvfsd_client *c, uint16_t type, uint32_t seq, const void *body,
 		    size_t len, int fd)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} cm;
-	struct zvfs_msg_hdr h = {
-		.magic = ZVFS_PROTO_MAGIC,
-		.version = ZVFS_PROTO_VERSION,
-		.type = type,
-		.len = (uint32_t)len,
-		.seq = seq,
-	};
-	struct iovec iov[2] = {{&h, sizeof(h)}, {(void *)body, len}};
-	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
-	struct cmsghdr *c0;
-
-	if (len > ZVFS_MSG_MAX - sizeof(h))
+	if (len > ZVFS_MSG_MAX)
 		return -EMSGSIZE;
-	if (fd < 0)
-		goto send;
-	memset(&cm, 0, sizeof(cm));
-	msg.msg_control = cm.buf;
-	msg.msg_controllen = sizeof(cm.buf);
-	c0 = CMSG_FIRSTHDR(&msg);
-	c0->cmsg_level = SOL_SOCKET;
-	c0->cmsg_type = SCM_RIGHTS;
-	c0->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c0), &fd, sizeof(int));
-send:
-	if (sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-		return -errno;
-	return 0;
+	return zvfs_msg_send(c->fd, type, seq, body, (uint32_t)len, fd, MSG_DONTWAIT);
 }
 
 static int reply(struct zvfsd_client *c, uint16_t type, uint32_t seq, const void *body, size_t len)

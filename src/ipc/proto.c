@@ -1,17 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * proto.c - the checks zvfsd runs on everything a client sends (ipc/proto.h).
+ * proto.c - the checks zvfsd runs on everything a client sends (ipc/proto.h),
+ * and zvfs_msg_send(), which every sender of control packets uses.
  *
- * Pure functions over bytes: no allocation, no I/O, no logging, so they are
- * cheap on the request path and easy to fuzz (tests/fuzz/fuzz_proto.c).
- * Both sides may use zvfs_msg_check(): it knows the size of every type,
- * replies included.
+ * The checks are pure functions over bytes: no allocation, no I/O, no
+ * logging, so they are cheap on the request path and easy to fuzz
+ * (tests/fuzz/fuzz_proto.c).  Both sides may use zvfs_msg_check(): it knows
+ * the size of every type, replies included.
  */
 #include "ipc/proto.h"
 
 #include <errno.h>
 #include <linux/falloc.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "zvfs/fs.h"
 
@@ -80,6 +82,48 @@ static const uint32_t req_flags[ZVFS_OP_COUNT] = {
 	[ZVFS_OP_CLOSE] = 0,
 	[ZVFS_OP_SYNC_ALL] = 0,
 };
+
+int zvfs_msg_send(int sock, uint16_t type, uint32_t seq, const void *body, uint32_t len, int fd,
+		  int flags)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} cm;
+	struct zvfs_msg_hdr h = {
+		.magic = ZVFS_PROTO_MAGIC,
+		.version = ZVFS_PROTO_VERSION,
+		.type = type,
+		.len = len,
+		.seq = seq,
+	};
+	struct iovec iov[2] = {{&h, sizeof(h)}, {(void *)body, len}};
+	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
+	ssize_t n;
+
+	if (len > ZVFS_MSG_MAX - sizeof(h))
+		return -EMSGSIZE;
+	if (fd >= 0) {
+		struct cmsghdr *c;
+
+		memset(&cm, 0, sizeof(cm));
+		msg.msg_control = cm.buf;
+		msg.msg_controllen = sizeof(cm.buf);
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	do
+		/* MSG_NOSIGNAL: a peer that died gives EPIPE here, not SIGPIPE */
+		n = sendmsg(sock, &msg, flags | MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	/* SOCK_SEQPACKET sends a packet whole or not at all */
+	return (size_t)n == sizeof(h) + len ? 0 : -EIO;
+}
 
 int zvfs_req_check(const struct zvfs_req *req, uint32_t data_size)
 {

@@ -276,6 +276,14 @@ static inline uint64_t zvfs_ring_bytes(uint32_t data_size)
 int zvfs_msg_check(const void *pkt, size_t n, int nfds);
 
 /*
+ * Send one control packet on sock: the header (type, seq), len bytes of body and, when
+ * fd >= 0, fd attached (SCM_RIGHTS).  flags are sendmsg's (MSG_NOSIGNAL is always added);
+ * EINTR is retried.  0, -EMSGSIZE (body too large), or sendmsg's -errno.
+ */
+int zvfs_msg_send(int sock, uint16_t type, uint32_t seq, const void *body, uint32_t len, int fd,
+		  int flags);
+
+/*
  * A request copied out of a ring (the daemon copies req before checking, so
  * a client cannot change it between check and use): known op, flags valid
  * for the op, off + len without overflow, len <= data_size for READ/WRITE.

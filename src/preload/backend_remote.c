@@ -79,44 +79,15 @@ static int ctl_xfer(uint16_t type, const void *body, uint32_t len, int sendfd, v
 		char buf[CMSG_SPACE(sizeof(int) * 4)];
 	} cm;
 	char pkt[ZVFS_MSG_MAX];
-	struct zvfs_msg_hdr h;
 	struct iovec iov[2];
 	struct msghdr m;
 	uint32_t seq = ++g_seq;
 	int sock = atomic_load(&g_sock);
 	ssize_t n;
 
-	if (len > ZVFS_MSG_MAX - sizeof(h))
-		return -EMSGSIZE;
-	h.magic = ZVFS_PROTO_MAGIC;
-	h.version = ZVFS_PROTO_VERSION;
-	h.type = type;
-	h.len = len;
-	h.seq = seq;
-	iov[0].iov_base = &h;
-	iov[0].iov_len = sizeof(h);
-	iov[1].iov_base = (void *)body;
-	iov[1].iov_len = len;
-	memset(&m, 0, sizeof(m));
-	m.msg_iov = iov;
-	m.msg_iovlen = len ? 2 : 1;
-	if (sendfd >= 0) {
-		struct cmsghdr *c;
-
-		memset(&cm, 0, sizeof(cm));
-		m.msg_control = cm.buf;
-		m.msg_controllen = CMSG_SPACE(sizeof(int));
-		c = CMSG_FIRSTHDR(&m);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &sendfd, sizeof(int));
-	}
-	do
-		n = sendmsg(sock, &m, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
+	n = zvfs_msg_send(sock, type, seq, body, len, sendfd, 0);
 	if (n < 0)
-		return -errno;
+		return (int)n;
 
 	for (;;) {
 		struct zvfs_msg_hdr rh;
