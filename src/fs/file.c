@@ -235,6 +235,14 @@ static int ensure_cap(struct zvfs_file *f, uint64_t end)
  * clusters are given back when the file leaves memory (fs_file_trim_prep()).  need: end of
  * the data about to be written.  Failures only cost speed.
  */
+/* A write up to end is about to be issued (mu held): prep_ahead() must stay behind it. */
+static void dev_end_raise(struct zvfs_file *f, uint64_t end)
+{
+	end = round_up(end, f->fs->psz);
+	if (end > f->dev_end)
+		f->dev_end = end;
+}
+
 #define PREP_STEP      (1u << 20)
 #define PREP_MAX_DIRTY (256u << 10) /* a sync writing more than this is not a log's */
 
@@ -453,8 +461,7 @@ static int wb_submit(struct zvfs_file *f, uint64_t first, uint64_t last, struct 
 		return 0;
 	if (!narrow)
 		qsort(w->pg, w->n, sizeof(*w->pg), cmp_page);
-	if ((w->pg[w->n - 1]->idx + 1) * fs->psz > f->dev_end)
-		f->dev_end = (w->pg[w->n - 1]->idx + 1) * fs->psz;
+	dev_end_raise(f, (w->pg[w->n - 1]->idx + 1) * fs->psz);
 	for (uint32_t i = 0; i < w->n;) {
 		uint32_t j = i + 1;
 		struct run *r = &w->runs[w->nruns];
@@ -963,8 +970,7 @@ static ssize_t direct_write(struct zvfs_file *f, const struct iovec *iov, int io
 	    (flags & (ZVFS_IO_DSYNC | ZVFS_IO_SYNC)) && total <= PREP_MAX_DIRTY)
 		prep_ahead(f, end);
 	/* before the data moves: prep_ahead() must never write zeroes over it */
-	if (round_up(end, fs->psz) > f->dev_end)
-		f->dev_end = round_up(end, fs->psz);
+	dev_end_raise(f, end);
 	if (end <= atomic_load_explicit(&f->size, memory_order_relaxed)) {
 		/*
 		 * An overwrite inside the file: move the data without mu, so that
