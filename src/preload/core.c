@@ -489,12 +489,14 @@ static void read_config(void)
 		char *end;
 		unsigned long us = strtoul(v, &end, 10);
 
-		if (*end || us > 1000000)
+		if (*end || us > 1000000) {
 			ZVFS_ERR("ZVFS_SPIN_US=%s: not a number of microseconds <= 1000000; "
 				 "using the default",
 				 v);
-		else
-			zp_cfg.spin_ns = (uint64_t)us * 1000, zp_cfg.spin_fixed = true;
+		} else {
+			zp_cfg.spin_ns = (uint64_t)us * 1000;
+			zp_cfg.spin_fixed = true;
+		}
 	}
 
 	v = getenv("ZVFS_DEVICE");
