@@ -367,7 +367,7 @@ static int page_load(struct zvfs_file *f, uint64_t idx, struct fs_page **pp)
 		*pp = p;
 		return 0;
 	}
-	p = fs_page_get(f, idx);
+	p = fs_page_get(f, idx, true);
 	if (!p)
 		return -ENOMEM;
 	rc = fill_pages(f, &p, 1, idx, atomic_load_explicit(&f->size, memory_order_relaxed),
@@ -799,7 +799,7 @@ restart:
 			}
 		}
 		for (uint32_t i = 0; i < n; i++) {
-			pg[i] = fs_page_get(f, idx + i);
+			pg[i] = fs_page_get(f, idx + i, true);
 			if (!pg[i]) {
 				for (uint32_t k = 0; k < i; k++)
 					fs_page_put(f, pg[k]);
@@ -1058,7 +1058,7 @@ ssize_t zvfs_file_write(struct zvfs_file *f, const struct iovec *iov, int iovcnt
 		if (!p || !p->dirty)
 			newdirty++;
 		if (!p) {
-			p = fs_page_get(f, idx);
+			p = fs_page_get(f, idx, false);
 			if (!p) {
 				rc = -ENOMEM;
 				break;
@@ -1443,7 +1443,7 @@ int zvfs_file_prefetch(struct zvfs_file *f, uint64_t off, uint64_t len)
 			end++;
 		n = (uint32_t)(end - idx);
 		for (uint32_t i = 0; i < n; i++) {
-			pg[i] = fs_page_get(f, idx + i);
+			pg[i] = fs_page_get(f, idx + i, true);
 			if (!pg[i]) {
 				n = i;
 				rc = -ENOMEM;

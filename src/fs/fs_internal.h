@@ -65,8 +65,9 @@ struct fs_cache {
 	struct fs_page *free;
 	void **slabs; /* frame memory: SLAB_BYTES each, never returned before unmount */
 	uint32_t nslabs, slabs_cap;
-	uint8_t *slab_cur; /* carving position in the newest slab */
-	uint32_t slab_left;
+	/* carving position in the newest slab of each kind ([1]: huge-page hinted) */
+	uint8_t *slab_cur[2];
+	uint32_t slab_left[2];
 	void *spare;		    /* buffers of freed frames, linked through their first bytes */
 	atomic_uint_fast64_t held;  /* pages owned by files */
 	atomic_uint_fast64_t dirty; /* dirty pages */
@@ -207,8 +208,13 @@ static inline struct fs_page *fs_page_lookup(const struct zvfs_file *f, uint64_t
 			return sl->p;
 	}
 }
-/* A frame for page idx of f (not present), inserted, busy, contents undefined. */
-struct fs_page *fs_page_get(struct zvfs_file *f, uint64_t idx);
+/*
+ * A frame for page idx of f (not present), inserted, busy, contents undefined.
+ * from_device: the caller fills it from the device (read, read-ahead,
+ * prefetch), not from a writer's buffer; decides which memory backs a new
+ * frame (cache.c, frame_buf_get).
+ */
+struct fs_page *fs_page_get(struct zvfs_file *f, uint64_t idx, bool from_device);
 /* Remove p from f and free its frame (dirty state is dropped). */
 void fs_page_put(struct zvfs_file *f, struct fs_page *p);
 void fs_page_set_dirty(struct zvfs_file *f, struct fs_page *p);
