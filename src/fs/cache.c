@@ -38,7 +38,7 @@ void fs_file_index_fini(struct zvfs_file *f)
 	f->slots = NULL;
 }
 
-static void slot_put(struct zvfs_file *f, uint64_t idx, struct fs_page *p)
+static void slot_put(struct zvfs_file *f, uint64_t idx, struct fs_page *p, uint8_t *buf)
 {
 	uint32_t i = fs_slot_home(f, idx), mask = f->nslots - 1;
 
@@ -46,6 +46,7 @@ static void slot_put(struct zvfs_file *f, uint64_t idx, struct fs_page *p)
 		i = (i + 1) & mask;
 	f->slots[i].idx = idx;
 	f->slots[i].p = p;
+	f->slots[i].buf = buf;
 }
 
 /* Double the slots; false if there is no memory (the caller must not insert then). */
@@ -62,15 +63,25 @@ static bool index_grow(struct zvfs_file *f)
 	f->nbits++;
 	for (uint32_t i = 0; i < onb; i++)
 		if (old[i].p)
-			slot_put(f, old[i].idx, old[i].p);
+			slot_put(f, old[i].idx, old[i].p, old[i].buf);
 	free(old);
 	return true;
 }
 
 static void index_insert(struct zvfs_file *f, struct fs_page *p)
 {
-	slot_put(f, p->idx, p);
+	slot_put(f, p->idx, p, p->loading ? NULL : p->buf);
 	f->npages++;
+}
+
+void fs_page_set_loading(struct zvfs_file *f, struct fs_page *p, bool loading)
+{
+	uint32_t mask = f->nslots - 1, i = fs_slot_home(f, p->idx);
+
+	p->loading = loading;
+	while (f->slots[i].p != p)
+		i = (i + 1) & mask;
+	f->slots[i].buf = loading ? NULL : p->buf;
 }
 
 /* Remove p; later entries of its probe run move back (no tombstones). */

@@ -753,11 +753,11 @@ restart:
 	cur_init(&c, iov, iovcnt);
 	pos = off;
 	for (uint64_t idx = first; idx < last;) {
-		struct fs_page *p = fs_page_lookup(f, idx);
+		const struct fs_slot *sl = fs_slot_lookup(f, idx);
 		uint64_t end, eof_page, mr = max_run(f), cap;
 		uint32_t n, want;
 
-		if (p && p->loading) {
+		if (sl && !sl->buf) {
 			/*
 			 * Another read is filling it with mu released.  Wait, then
 			 * start over: what was copied so far may have been
@@ -767,11 +767,11 @@ restart:
 			waited = true;
 			goto restart;
 		}
-		if (p) {
+		if (sl) {
 			uint64_t po = pos - idx * psz, k = min_u64(psz - po, off + len - pos);
 
-			atomic_store_explicit(&p->ref, 1, memory_order_relaxed);
-			cur_copy(&c, (uint8_t *)p->buf + po, k, true);
+			atomic_store_explicit(&sl->p->ref, 1, memory_order_relaxed);
+			cur_copy(&c, sl->buf + po, k, true);
 			FS_STAT_INC(f->st_hits, 1);
 			pos += k;
 			idx++;
@@ -806,7 +806,7 @@ restart:
 				rc = -ENOMEM;
 				goto out;
 			}
-			pg[i]->loading = 1;
+			fs_page_set_loading(f, pg[i], true);
 		}
 		/*
 		 * Fill without mu: other reads and hits on this file go on.  The
@@ -819,7 +819,7 @@ restart:
 		rc = fill_pages(f, pg, n, idx, size, cap);
 		pthread_mutex_lock(&f->mu);
 		for (uint32_t i = 0; i < n; i++)
-			pg[i]->loading = 0;
+			fs_page_set_loading(f, pg[i], false);
 		f->nloading -= n;
 		pthread_cond_broadcast(&f->dio_cv);
 		if (rc < 0) {

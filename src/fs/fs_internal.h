@@ -41,6 +41,7 @@
 struct fs_slot {
 	uint64_t idx;
 	struct fs_page *p; /* NULL: empty */
+	uint8_t *buf;	   /* p->buf, NULL while p is loading (fs_page_set_loading) */
 };
 
 struct fs_page {
@@ -193,9 +194,12 @@ static inline uint32_t fs_slot_home(const struct zvfs_file *f, uint64_t idx)
  * The page index keeps the page number in the slot, so a lookup touches the
  * slot's cache line and then only the page it finds: hash chains through the
  * pages cost a dependent cache miss per link, which dominated cached reads over
- * working sets larger than the CPU caches.
+ * working sets larger than the CPU caches.  The slot also holds the page's
+ * buffer, NULL while it loads: a cached read then needs nothing from the
+ * page itself before it copies (the page's line and the buffer's load in
+ * parallel instead of one after the other).  NULL when idx is not cached.
  */
-static inline struct fs_page *fs_page_lookup(const struct zvfs_file *f, uint64_t idx)
+static inline const struct fs_slot *fs_slot_lookup(const struct zvfs_file *f, uint64_t idx)
 {
 	uint32_t mask = f->nslots - 1;
 
@@ -204,9 +208,18 @@ static inline struct fs_page *fs_page_lookup(const struct zvfs_file *f, uint64_t
 	for (uint32_t i = fs_slot_home(f, idx);; i = (i + 1) & mask) {
 		const struct fs_slot *sl = &f->slots[i];
 
-		if (!sl->p || sl->idx == idx)
-			return sl->p;
+		if (!sl->p)
+			return NULL;
+		if (sl->idx == idx)
+			return sl;
 	}
+}
+
+static inline struct fs_page *fs_page_lookup(const struct zvfs_file *f, uint64_t idx)
+{
+	const struct fs_slot *sl = fs_slot_lookup(f, idx);
+
+	return sl ? sl->p : NULL;
 }
 /*
  * A frame for page idx of f (not present), inserted, busy, contents undefined.
@@ -218,6 +231,8 @@ struct fs_page *fs_page_get(struct zvfs_file *f, uint64_t idx, bool from_device)
 /* Remove p from f and free its frame (dirty state is dropped). */
 void fs_page_put(struct zvfs_file *f, struct fs_page *p);
 void fs_page_set_dirty(struct zvfs_file *f, struct fs_page *p);
+/* Mark p (in f's index) as being filled from the device, or done; f->mu held. */
+void fs_page_set_loading(struct zvfs_file *f, struct fs_page *p, bool loading);
 void fs_page_clear_dirty(struct zvfs_file *f, struct fs_page *p);
 /* Free every page of f (dirty ones too). */
 void fs_file_drop_all(struct zvfs_file *f);
