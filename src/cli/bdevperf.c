@@ -197,13 +197,6 @@ struct worker {
 
 static atomic_bool g_stop;
 
-/* Start line: workers report ready, main takes the start time and says go. */
-static pthread_mutex_t g_start_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t g_start_cond = PTHREAD_COND_INITIALIZER;
-static unsigned g_ready;
-static bool g_go;
-static uint64_t g_t0; /* ns; written by main before g_go */
-
 static void req_done(void *arg, int status);
 
 /* Start the next request in r's slot; returns 0 or a negative errno. */
@@ -298,6 +291,7 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	const struct config *c = w->cfg;
 	const char *fail = NULL;
+	uint64_t t0;
 	unsigned i;
 	int rc;
 
@@ -308,7 +302,6 @@ static void *worker_main(void *arg)
 	}
 	for (i = 0; i < c->p.qd; i++) {
 		struct req *r = &w->reqs[i];
-		uint64_t *p;
 
 		r->w = w;
 		r->buf = zvfs_bdev_buf_alloc(w->bdev, c->p.bs);
@@ -317,10 +310,7 @@ static void *worker_main(void *arg)
 			fail = "cannot allocate I/O buffers";
 			goto out_sync;
 		}
-		/* Non-zero, incompressible write data (fio does the same). */
-		p = r->buf;
-		for (uint64_t k = 0; k < c->p.bs / sizeof(*p); k++)
-			p[k] = perf_rng_next(&w->rng);
+		perf_fill_random(r->buf, c->p.bs, &w->rng);
 	}
 out_sync:
 	if (fail) {
@@ -328,15 +318,10 @@ out_sync:
 		w->error = rc;
 		w->stopping = true;
 	}
-	pthread_mutex_lock(&g_start_lock);
-	g_ready++;
-	pthread_cond_broadcast(&g_start_cond);
-	while (!g_go)
-		pthread_cond_wait(&g_start_cond, &g_start_lock);
-	pthread_mutex_unlock(&g_start_lock);
+	t0 = perf_start_arrive();
 	if (w->error || atomic_load(&g_stop))
 		goto out_free;
-	w->t_measure = g_t0 + (uint64_t)(c->p.ramp_s * 1e9);
+	w->t_measure = t0 + (uint64_t)(c->p.ramp_s * 1e9);
 	w->t_end = w->t_measure + (uint64_t)(c->p.time_s * 1e9);
 
 	for (i = 0; i < c->p.qd && !w->stopping; i++) {
@@ -520,7 +505,7 @@ int main(int argc, char **argv)
 	struct config c;
 	char errbuf[512];
 	unsigned started = 0;
-	uint64_t t_stop = 0;
+	uint64_t t_stop = 0, t0;
 	int status = 1, rc;
 	double secs;
 
@@ -579,13 +564,7 @@ int main(int argc, char **argv)
 			break;
 		}
 	}
-	pthread_mutex_lock(&g_start_lock);
-	while (g_ready < started)
-		pthread_cond_wait(&g_start_cond, &g_start_lock);
-	g_t0 = perf_now_ns();
-	g_go = true;
-	pthread_cond_broadcast(&g_start_cond);
-	pthread_mutex_unlock(&g_start_lock);
+	t0 = perf_start_release(started);
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(workers[i].tid, NULL);
 
@@ -610,7 +589,7 @@ int main(int argc, char **argv)
 	/* Measured window: from the end of the ramp to the end (or an early stop). */
 	secs = c.p.time_s;
 	if (atomic_load(&g_stop) && t_stop) {
-		uint64_t t_measure = g_t0 + (uint64_t)(c.p.ramp_s * 1e9);
+		uint64_t t_measure = t0 + (uint64_t)(c.p.ramp_s * 1e9);
 
 		secs = t_stop > t_measure ? (double)(t_stop - t_measure) / 1e9 : 0;
 		if (secs > c.p.time_s)

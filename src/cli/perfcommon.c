@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,4 +240,46 @@ void perf_text_result(const struct perf_result *r)
 	       h->count ? (double)h->sum / (double)h->count / 1e3 : 0,
 	       perf_hist_percentile(h, 50) / 1e3, perf_hist_percentile(h, 99) / 1e3,
 	       perf_hist_percentile(h, 99.9) / 1e3, (double)h->max / 1e3);
+}
+
+void perf_fill_random(void *buf, uint64_t bytes, uint64_t *rng)
+{
+	uint64_t *p = buf;
+
+	for (uint64_t k = 0; k < bytes / sizeof(*p); k++)
+		p[k] = perf_rng_next(rng);
+}
+
+static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t start_cond = PTHREAD_COND_INITIALIZER;
+static unsigned start_ready;
+static bool start_go;
+static uint64_t start_t0;
+
+uint64_t perf_start_arrive(void)
+{
+	uint64_t t0;
+
+	pthread_mutex_lock(&start_lock);
+	start_ready++;
+	pthread_cond_broadcast(&start_cond);
+	while (!start_go)
+		pthread_cond_wait(&start_cond, &start_lock);
+	t0 = start_t0;
+	pthread_mutex_unlock(&start_lock);
+	return t0;
+}
+
+uint64_t perf_start_release(unsigned nworkers)
+{
+	uint64_t t0;
+
+	pthread_mutex_lock(&start_lock);
+	while (start_ready < nworkers)
+		pthread_cond_wait(&start_cond, &start_lock);
+	start_t0 = t0 = perf_now_ns();
+	start_go = true;
+	pthread_cond_broadcast(&start_cond);
+	pthread_mutex_unlock(&start_lock);
+	return t0;
 }

@@ -160,6 +160,22 @@ static inline uint64_t perf_rng_below(uint64_t *s, uint64_t n)
 
 uint64_t perf_splitmix64(uint64_t x);
 
+/* Fill buf with incompressible, non-zero-looking data from rng (write payloads, as fio does). */
+void perf_fill_random(void *buf, uint64_t bytes, uint64_t *rng);
+
+/* ---- the start line ---- */
+
+/*
+ * Workers set up (channels, buffers), then all start at one instant, so the
+ * ramp and the measured window are the same for every thread.  A worker
+ * calls perf_start_arrive() once, whether its setup worked or not; it returns
+ * the start time (ns, perf_now_ns()).  main calls perf_start_release() with
+ * the number of workers it started: it waits for all of them to arrive and
+ * returns the same start time.
+ */
+uint64_t perf_start_arrive(void);
+uint64_t perf_start_release(unsigned nworkers);
+
 /* ---- report ---- */
 
 struct perf_result {
