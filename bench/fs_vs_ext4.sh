@@ -251,7 +251,7 @@ record() {
 }
 
 run_case() {
-	local c=$1 side=$2 round=$3 d f v rw bs
+	local c=$1 side=$2 round=$3 d f v rw bs sz
 	d=$(dir_of "$side")
 	case $c in
 	randread-4k | randread-16k | randwrite-4k | randwrite-16k)
@@ -282,9 +282,9 @@ run_case() {
 		;;
 	cached-randread | cached-randread-small)
 		f=$d/cached.dat
-		v=$CACHED_B
-		[[ $c == cached-randread ]] || v=$CACHED_SMALL_B
-		side_run "$side" "fio $c" fio "${FIO_COMMON[@]}" --filename="$f" --size="$v" \
+		sz=$CACHED_B
+		[[ $c == cached-randread ]] || sz=$CACHED_SMALL_B
+		side_run "$side" "fio $c" fio "${FIO_COMMON[@]}" --filename="$f" --size="$sz" \
 			--direct=0 --invalidate=0 --output="$LOG.json" \
 			--name=warm --rw=read --bs=128k \
 			--name=measure --stonewall --rw=randread --bs=4k "${FIO_TIMED[@]}"
