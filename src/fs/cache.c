@@ -74,26 +74,37 @@ static void index_insert(struct zvfs_file *f, struct fs_page *p)
 	f->npages++;
 }
 
-void fs_page_set_loading(struct zvfs_file *f, struct fs_page *p, bool loading)
+/* The slot that holds p, or -1 when p is not in f's index. */
+static int64_t slot_of(const struct zvfs_file *f, const struct fs_page *p)
 {
 	uint32_t mask = f->nslots - 1, i = fs_slot_home(f, p->idx);
 
-	p->loading = loading;
-	while (f->slots[i].p != p)
+	while (f->slots[i].p != p) {
+		if (!f->slots[i].p)
+			return -1;
 		i = (i + 1) & mask;
-	f->slots[i].buf = loading ? NULL : p->buf;
+	}
+	return i;
+}
+
+void fs_page_set_loading(struct zvfs_file *f, struct fs_page *p, bool loading)
+{
+	int64_t i = slot_of(f, p);
+
+	p->loading = loading;
+	if (i >= 0) /* always: the caller has p in the index */
+		f->slots[i].buf = loading ? NULL : p->buf;
 }
 
 /* Remove p; later entries of its probe run move back (no tombstones). */
 static void index_remove(struct zvfs_file *f, struct fs_page *p)
 {
-	uint32_t mask = f->nslots - 1, i = fs_slot_home(f, p->idx), j;
+	uint32_t mask = f->nslots - 1, i, j;
+	int64_t at = slot_of(f, p);
 
-	while (f->slots[i].p != p) {
-		if (!f->slots[i].p)
-			return;
-		i = (i + 1) & mask;
-	}
+	if (at < 0)
+		return;
+	i = (uint32_t)at;
 	for (j = i;;) {
 		uint32_t k;
 

@@ -223,6 +223,14 @@ static int ensure_cap(struct zvfs_file *f, uint64_t end)
 	return 0;
 }
 
+/* A write up to end is about to be issued (mu held): prep_ahead() must stay behind it. */
+static void dev_end_raise(struct zvfs_file *f, uint64_t end)
+{
+	end = round_up(end, f->fs->psz);
+	if (end > f->dev_end)
+		f->dev_end = end;
+}
+
 /*
  * On a store kept in a file (an image on ext4 or xfs), the first write into a range of the
  * image allocates its blocks, and the next flush (fdatasync of the image) must write the host
@@ -235,14 +243,6 @@ static int ensure_cap(struct zvfs_file *f, uint64_t end)
  * clusters are given back when the file leaves memory (fs_file_trim_prep()).  need: end of
  * the data about to be written.  Failures only cost speed.
  */
-/* A write up to end is about to be issued (mu held): prep_ahead() must stay behind it. */
-static void dev_end_raise(struct zvfs_file *f, uint64_t end)
-{
-	end = round_up(end, f->fs->psz);
-	if (end > f->dev_end)
-		f->dev_end = end;
-}
-
 #define PREP_STEP      (1u << 20)
 #define PREP_MAX_DIRTY (256u << 10) /* a sync writing more than this is not a log's */
 
