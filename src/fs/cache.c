@@ -3,7 +3,7 @@
  * Page frames of the file layer's cache (DESIGN.md D9).
  *
  * Map:
- *   1. per-file page index   a chained hash of page number -> frame, under file->mu
+ *   1. per-file page index   a radix tree of page number -> frame number, under file->mu
  *   2. frames                global pool bounded by opts.cache_size, free list
  *   3. eviction              a clock over every frame; hits only set a bit
  *
@@ -26,114 +26,260 @@
 
 int fs_file_index_init(struct zvfs_file *f)
 {
-	f->nbits = 4;
-	f->nslots = 1u << f->nbits;
-	f->slots = calloc(f->nslots, sizeof(*f->slots));
-	return f->slots ? 0 : -ENOMEM;
+	f->iroot = NULL;
+	f->iheight = 0;
+	f->npages = 0;
+	return 0;
+}
+
+static void rnode_free(void *n, uint32_t h)
+{
+	if (h > 1)
+		for (uint32_t i = 0; i < FS_RFAN; i++)
+			if (((struct fs_rinner *)n)->child[i])
+				rnode_free(((struct fs_rinner *)n)->child[i], h - 1);
+	free(n);
 }
 
 void fs_file_index_fini(struct zvfs_file *f)
 {
-	free(f->slots);
-	f->slots = NULL;
+	if (f->iroot)
+		rnode_free(f->iroot, f->iheight);
+	fs_file_index_init(f);
 }
 
-static void slot_put(struct zvfs_file *f, uint64_t idx, struct fs_page *p, uint8_t *buf)
+/* The entry number of p (frame number + 1), without the loading bit. */
+static uint32_t ent_of(const struct zvfs_fs *fs, const struct fs_page *p)
 {
-	uint32_t i = fs_slot_home(f, idx), mask = f->nslots - 1;
-
-	while (f->slots[i].p)
-		i = (i + 1) & mask;
-	f->slots[i].idx = idx;
-	f->slots[i].p = p;
-	f->slots[i].buf = buf;
+	return (uint32_t)(p - fs->cache.pages) + 1;
 }
 
-/* Double the slots; false if there is no memory (the caller must not insert then). */
-static bool index_grow(struct zvfs_file *f)
+/*
+ * The leaf that covers idx, or NULL when there is none; then *gap_end is the
+ * first page number past the hole that idx falls in (UINT64_MAX: past the tree).
+ */
+static struct fs_rleaf *leaf_at(const struct zvfs_file *f, uint64_t idx, uint64_t *gap_end)
 {
-	struct fs_slot *old = f->slots;
-	uint32_t onb = f->nslots;
-	struct fs_slot *ns = calloc((size_t)onb * 2, sizeof(*ns));
+	void *n = f->iroot;
+	uint32_t h = f->iheight;
 
-	if (!ns)
-		return false;
-	f->slots = ns;
-	f->nslots = onb * 2;
-	f->nbits++;
-	for (uint32_t i = 0; i < onb; i++)
-		if (old[i].p)
-			slot_put(f, old[i].idx, old[i].p, old[i].buf);
-	free(old);
-	return true;
+	*gap_end = UINT64_MAX;
+	if (!n || idx >> (FS_RBITS * h))
+		return NULL;
+	while (--h) {
+		uint32_t sh = FS_RBITS * h;
+
+		n = ((struct fs_rinner *)n)->child[(idx >> sh) & (FS_RFAN - 1)];
+		if (!n) {
+			*gap_end = ((idx >> sh) + 1) << sh;
+			return NULL;
+		}
+	}
+	return n;
 }
 
+uint64_t fs_index_next(const struct zvfs_file *f, uint64_t idx, uint64_t last)
+{
+	while (idx < last) {
+		uint64_t gap_end, leaf_end = (idx | (FS_RFAN - 1)) + 1;
+		const struct fs_rleaf *l = leaf_at(f, idx, &gap_end);
+
+		if (!l) {
+			idx = gap_end;
+			continue;
+		}
+		for (; idx < leaf_end && idx < last; idx++)
+			if (l->ent[idx & (FS_RFAN - 1)])
+				return idx;
+	}
+	return last;
+}
+
+enum clear_what {
+	PRUNE_ONLY,    /* only free empty nodes on the path (a reservation that failed half-way) */
+	DROP_ENTRY,    /* clear a present entry */
+	DROP_RESERVED, /* give back an index_reserve() whose insert did not happen */
+};
+
+/* Do what says at idx, then free the nodes on its path that are left empty. */
+static void index_clear(struct zvfs_file *f, uint64_t idx, enum clear_what what)
+{
+	void **path[8]; /* where each node on the path hangs, root first */
+	uint32_t h = f->iheight, d = 0;
+	void **at = &f->iroot;
+	bool freed = false;
+
+	if (!*at || idx >> (FS_RBITS * h))
+		return;
+	for (;;) {
+		path[d++] = at;
+		if (h == 1)
+			break;
+		at = &((struct fs_rinner *)*at)
+			      ->child[(idx >> (FS_RBITS * (h - 1))) & (FS_RFAN - 1)];
+		if (!*at)
+			break;
+		h--;
+	}
+	if (h == 1) {
+		struct fs_rleaf *l = *path[d - 1];
+		uint32_t *e = &l->ent[idx & (FS_RFAN - 1)];
+
+		if (what == DROP_RESERVED || (what == DROP_ENTRY && *e))
+			l->used--;
+		if (what == DROP_ENTRY)
+			*e = 0;
+		if (l->used)
+			return;
+		free(l);
+		*path[--d] = NULL;
+		freed = true;
+	}
+	while (d > 0) {
+		struct fs_rinner *n = *path[--d];
+
+		if (freed)
+			n->used--;
+		if (n->used)
+			return;
+		free(n);
+		*path[d] = NULL;
+		freed = true;
+	}
+	f->iheight = 0; /* the root went */
+}
+
+/*
+ * Make the path down to idx's leaf exist and count idx in its leaf, so that
+ * index_insert() cannot fail and the leaf stays while other pages of it go;
+ * -ENOMEM.  Undone by index_clear(DROP_RESERVED) when no insert follows.
+ */
+static int index_reserve(struct zvfs_file *f, uint64_t idx)
+{
+	struct fs_rinner *parent = NULL;
+	void **at = &f->iroot;
+	uint32_t h;
+
+	if (!f->iroot) {
+		for (f->iheight = 1; idx >> (FS_RBITS * f->iheight); f->iheight++)
+			;
+	}
+	while (idx >> (FS_RBITS * f->iheight)) { /* taller: the old root becomes child 0 */
+		struct fs_rinner *r = calloc(1, sizeof(*r));
+
+		if (!r)
+			return -ENOMEM;
+		r->child[0] = f->iroot;
+		r->used = 1;
+		f->iroot = r;
+		f->iheight++;
+	}
+	for (h = f->iheight;; h--) {
+		if (!*at) {
+			*at = h > 1 ? calloc(1, sizeof(struct fs_rinner))
+				    : calloc(1, sizeof(struct fs_rleaf));
+			if (!*at) {
+				index_clear(f, idx, PRUNE_ONLY);
+				return -ENOMEM;
+			}
+			if (parent)
+				parent->used++;
+		}
+		if (h == 1) {
+			((struct fs_rleaf *)*at)->used++;
+			return 0;
+		}
+		parent = *at;
+		at = &parent->child[(idx >> (FS_RBITS * (h - 1))) & (FS_RFAN - 1)];
+	}
+}
+
+/* idx's entry if it names p, else NULL. */
+static uint32_t *ent_for(struct zvfs_file *f, const struct fs_page *p)
+{
+	uint64_t gap_end;
+	struct fs_rleaf *l = leaf_at(f, p->idx, &gap_end);
+	uint32_t *e = l ? &l->ent[p->idx & (FS_RFAN - 1)] : NULL;
+
+	return e && (*e & ~FS_ENT_LOADING) == ent_of(f->fs, p) ? e : NULL;
+}
+
+/* Insert p at p->idx, which index_reserve() reserved. */
 static void index_insert(struct zvfs_file *f, struct fs_page *p)
 {
-	slot_put(f, p->idx, p, p->loading ? NULL : p->buf);
-	f->npages++;
-}
+	uint64_t gap_end;
+	struct fs_rleaf *l = leaf_at(f, p->idx, &gap_end);
 
-/* The slot that holds p, or -1 when p is not in f's index. */
-static int64_t slot_of(const struct zvfs_file *f, const struct fs_page *p)
-{
-	uint32_t mask = f->nslots - 1, i = fs_slot_home(f, p->idx);
-
-	while (f->slots[i].p != p) {
-		if (!f->slots[i].p)
-			return -1;
-		i = (i + 1) & mask;
-	}
-	return i;
+	l->ent[p->idx & (FS_RFAN - 1)] = ent_of(f->fs, p) | (p->loading ? FS_ENT_LOADING : 0);
+	f->npages++; /* l->used counted it at the reservation */
 }
 
 void fs_page_set_loading(struct zvfs_file *f, struct fs_page *p, bool loading)
 {
-	int64_t i = slot_of(f, p);
+	uint32_t *e = ent_for(f, p);
 
 	p->loading = loading;
-	if (i >= 0) /* always: the caller has p in the index */
-		f->slots[i].buf = loading ? NULL : p->buf;
+	if (e) /* always: the caller has p in the index */
+		*e = ent_of(f->fs, p) | (loading ? FS_ENT_LOADING : 0);
 }
 
-/* Remove p; later entries of its probe run move back (no tombstones). */
 static void index_remove(struct zvfs_file *f, struct fs_page *p)
 {
-	uint32_t mask = f->nslots - 1, i, j;
-	int64_t at = slot_of(f, p);
-
-	if (at < 0)
+	if (!ent_for(f, p))
 		return;
-	i = (uint32_t)at;
-	for (j = i;;) {
-		uint32_t k;
-
-		j = (j + 1) & mask;
-		if (!f->slots[j].p)
-			break;
-		k = fs_slot_home(f, f->slots[j].idx);
-		/* the entry at j may fill the hole at i unless its home lies in (i, j] */
-		if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
-			continue;
-		f->slots[i] = f->slots[j];
-		i = j;
-	}
-	f->slots[i].p = NULL;
+	index_clear(f, p->idx, DROP_ENTRY);
 	f->npages--;
 }
 
 /* ---- 2. frames ------------------------------------------------------------------ */
 
+#define SLAB_BYTES (2u << 20)
+
+static void *reserve(size_t len, size_t align, void **map, size_t *map_len)
+{
+	/* PROT_NONE: neither memory nor commit charge until a slab is opened */
+	uint8_t *m = mmap(NULL, len + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			  -1, 0);
+
+	if (m == MAP_FAILED)
+		return NULL;
+	*map = m;
+	*map_len = len + align;
+	return (void *)(((uintptr_t)m + align - 1) & ~(uintptr_t)(align - 1));
+}
+
 int fs_cache_init(struct zvfs_fs *fs, uint64_t bytes)
 {
 	struct fs_cache *c = &fs->cache;
+	uint64_t frames, per_slab = SLAB_BYTES / fs->psz;
 
 	memset(c, 0, sizeof(*c));
 	c->limit = bytes / fs->psz;
 	if (c->limit < 8)
 		c->limit = 8;
-	if (pthread_mutex_init(&c->lock, NULL))
+	/*
+	 * Room for twice the budget and 256 MiB more, in whole slabs: fs_page_get()
+	 * goes over the budget when every frame is dirty or busy.  Frame numbers
+	 * stay below FS_ENT_LOADING (index entries).
+	 */
+	frames = (FS_ENT_LOADING - 1) / per_slab * per_slab;
+	if (c->limit < frames / 2) {
+		uint64_t want = c->limit * 2 + (256u << 20) / fs->psz;
+
+		want = (want + per_slab - 1) / per_slab * per_slab;
+		if (want < frames)
+			frames = want;
+	}
+	c->max_frames = (uint32_t)frames;
+	c->base = reserve(frames * fs->psz, SLAB_BYTES, &c->map_buf, &c->map_buf_len);
+	c->pages = reserve(frames * sizeof(struct fs_page), 4096, &c->map_pages, &c->map_pages_len);
+	if (!c->base || !c->pages || pthread_mutex_init(&c->lock, NULL)) {
+		if (c->base)
+			munmap(c->map_buf, c->map_buf_len);
+		if (c->pages)
+			munmap(c->map_pages, c->map_pages_len);
 		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -141,12 +287,10 @@ void fs_cache_fini(struct zvfs_fs *fs)
 {
 	struct fs_cache *c = &fs->cache;
 
-	for (uint32_t i = 0; i < c->nring; i++)
-		free(c->ring[i]);
-	for (uint32_t i = 0; i < c->nslabs; i++)
-		free(c->slabs[i]);
-	free(c->slabs);
-	c->slabs = NULL;
+	munmap(c->map_buf, c->map_buf_len);
+	munmap(c->map_pages, c->map_pages_len);
+	c->base = NULL;
+	c->pages = NULL;
 	c->nslabs = 0;
 	c->spare = NULL;
 	free(c->ring);
@@ -160,7 +304,7 @@ void fs_cache_fini(struct zvfs_fs *fs)
  * buffers from aligned_alloc were scattered over the heap (and cost a malloc
  * header each): a cached random read over 256 MiB then paid a TLB miss on
  * nearly every page.  Buffers of freed frames are kept for reuse rather than
- * returned.  cache.lock held.
+ * returned.  cache.lock held.  NULL when the reserved range is used up.
  *
  * Two kinds of slab.  Frames filled from the device come from slabs hinted
  * MADV_HUGEPAGE: one TLB entry covers 512 pages (cached 4 KiB random reads
@@ -173,8 +317,6 @@ void fs_cache_fini(struct zvfs_fs *fs)
  * appends spent 44% of their time in clear_page, 0.54-0.97M writes/s against
  * 1.18-1.35M/s from ordinary pages, which the kernel recycles warm.
  */
-#define SLAB_BYTES (2u << 20)
-
 static void *frame_buf_get(struct zvfs_fs *fs, bool huge)
 {
 	struct fs_cache *c = &fs->cache;
@@ -187,25 +329,19 @@ static void *frame_buf_get(struct zvfs_fs *fs, bool huge)
 		return b;
 	}
 	if (c->slab_left[huge] < fs->psz) {
-		void *slab;
+		uint32_t per_slab = SLAB_BYTES / fs->psz;
+		uint8_t *slab = c->base + (size_t)c->nslabs * SLAB_BYTES;
+		uintptr_t pg0 =
+			(uintptr_t)(c->pages + (size_t)c->nslabs * per_slab) & ~(uintptr_t)4095;
+		uintptr_t pg1 = (uintptr_t)(c->pages + (size_t)(c->nslabs + 1) * per_slab);
 
-		if (c->nslabs == c->slabs_cap) {
-			uint32_t ncap = c->slabs_cap ? c->slabs_cap * 2 : 16;
-			void **n = realloc(c->slabs, ncap * sizeof(*n));
-
-			if (!n)
-				return NULL;
-			c->slabs = n;
-			c->slabs_cap = ncap;
-		}
-		slab = aligned_alloc(SLAB_BYTES, SLAB_BYTES);
-		if (!slab)
+		if ((uint64_t)(c->nslabs + 1) * per_slab > c->max_frames)
 			return NULL;
-		/*
-		 * Either way the hint is set before the populate below: a hint given later
-		 * leaves khugepaged to copy the slab into a huge page in the background, CPU
-		 * a 2-vCPU machine does not have to spare.
-		 */
+		/* the slab's buffers and their fs_page structs (rounded out to whole pages) */
+		if (mprotect(slab, SLAB_BYTES, PROT_READ | PROT_WRITE) != 0 ||
+		    mprotect((void *)pg0, (pg1 - pg0 + 4095) & ~(uintptr_t)4095,
+			     PROT_READ | PROT_WRITE) != 0)
+			return NULL;
 		madvise(slab, SLAB_BYTES, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE); /* hints */
 		/*
 		 * Fault the slab in now, in one call: the kernel allocates and clears it without a
@@ -215,7 +351,7 @@ static void *frame_buf_get(struct zvfs_fs *fs, bool huge)
 		 */
 		if (madvise(slab, SLAB_BYTES, MADV_POPULATE_WRITE) != 0)
 			memset(slab, 0, SLAB_BYTES);
-		c->slabs[c->nslabs++] = slab;
+		c->nslabs++;
 		c->slab_cur[huge] = slab;
 		c->slab_left[huge] = SLAB_BYTES;
 	}
@@ -238,6 +374,7 @@ static struct fs_page *frame_new(struct zvfs_fs *fs, bool huge)
 {
 	struct fs_cache *c = &fs->cache;
 	struct fs_page *p;
+	uint8_t *b;
 
 	if (c->nring == c->ring_cap) {
 		uint32_t ncap = c->ring_cap ? c->ring_cap * 2 : 64;
@@ -248,14 +385,12 @@ static struct fs_page *frame_new(struct zvfs_fs *fs, bool huge)
 		c->ring = r;
 		c->ring_cap = ncap;
 	}
-	p = calloc(1, sizeof(*p));
-	if (!p)
+	b = frame_buf_get(fs, huge);
+	if (!b)
 		return NULL;
-	p->buf = frame_buf_get(fs, huge);
-	if (!p->buf) {
-		free(p);
-		return NULL;
-	}
+	p = &c->pages[(b - c->base) / fs->psz];
+	memset(p, 0, sizeof(*p));
+	p->buf = b;
 	p->slot = c->nring;
 	c->ring[c->nring++] = p;
 	return p;
@@ -271,8 +406,7 @@ static void frame_free(struct zvfs_fs *fs, struct fs_page *p)
 	last->slot = p->slot;
 	if (c->hand >= c->nring)
 		c->hand = 0;
-	frame_buf_put(fs, p->buf);
-	free(p);
+	frame_buf_put(fs, p->buf); /* its fs_page goes with it, to whoever takes the buffer next */
 }
 
 /* An unowned frame goes back to the free list, or away when over budget. */
@@ -338,7 +472,7 @@ struct fs_page *fs_page_get(struct zvfs_file *f, uint64_t idx, bool from_device)
 	struct fs_cache *c = &fs->cache;
 	struct fs_page *p;
 
-	if (2 * (f->npages + 1) > f->nslots && !index_grow(f))
+	if (index_reserve(f, idx) < 0)
 		return NULL;
 	pthread_mutex_lock(&c->lock);
 	p = c->free;
@@ -371,6 +505,7 @@ struct fs_page *fs_page_get(struct zvfs_file *f, uint64_t idx, bool from_device)
 		p = frame_new(fs, from_device);
 	if (!p) {
 		pthread_mutex_unlock(&c->lock);
+		index_clear(f, idx, DROP_RESERVED);
 		return NULL;
 	}
 	p->owner = f;
@@ -430,14 +565,11 @@ void fs_file_drop_all(struct zvfs_file *f)
 {
 	struct fs_cache *c = &f->fs->cache;
 
-	if (!f->slots)
-		return;
 	pthread_mutex_lock(&c->lock);
-	for (uint32_t i = 0; i < f->nslots; i++) {
-		struct fs_page *p = f->slots[i].p;
+	for (uint64_t i = fs_index_next(f, 0, UINT64_MAX); i != UINT64_MAX;
+	     i = fs_index_next(f, i + 1, UINT64_MAX)) {
+		struct fs_page *p = fs_page_lookup(f, i);
 
-		if (!p)
-			continue;
 		if (p->dirty) {
 			p->dirty = 0;
 			p->dprev = p->dnext = NULL;
@@ -446,9 +578,8 @@ void fs_file_drop_all(struct zvfs_file *f)
 		}
 		frame_release(f->fs, p);
 		atomic_fetch_sub(&c->held, 1);
-		f->slots[i].p = NULL;
 	}
-	f->npages = 0;
 	f->dirty = NULL;
 	pthread_mutex_unlock(&c->lock);
+	fs_file_index_fini(f);
 }

@@ -753,11 +753,11 @@ restart:
 	cur_init(&c, iov, iovcnt);
 	pos = off;
 	for (uint64_t idx = first; idx < last;) {
-		const struct fs_slot *sl = fs_slot_lookup(f, idx);
+		uint32_t e = fs_index_ent(f, idx);
 		uint64_t end, eof_page, mr = max_run(f), cap;
 		uint32_t n, want;
 
-		if (sl && !sl->buf) {
+		if (e & FS_ENT_LOADING) {
 			/*
 			 * Another read is filling it with mu released.  Wait, then
 			 * start over: what was copied so far may have been
@@ -767,10 +767,11 @@ restart:
 			waited = true;
 			goto restart;
 		}
-		if (sl) {
+		if (e) {
 			uint64_t po = pos - idx * psz, k = min_u64(psz - po, off + len - pos);
+			uint8_t *buf = fs_ent_buf(fs, e);
 
-			atomic_store_explicit(&sl->p->ref, 1, memory_order_relaxed);
+			atomic_store_explicit(&fs_ent_page(fs, e)->ref, 1, memory_order_relaxed);
 			/*
 			 * Ask for every line of the source first: memcpy's vector loop has
 			 * only as many loads in flight as the reorder window holds, and a
@@ -778,8 +779,8 @@ restart:
 			 * (cached 4 KiB reads over 256 MiB: +8%).
 			 */
 			for (uint64_t q = 0; q < k; q += 64)
-				__builtin_prefetch(sl->buf + po + q);
-			cur_copy(&c, sl->buf + po, k, true);
+				__builtin_prefetch(buf + po + q);
+			cur_copy(&c, buf + po, k, true);
 			FS_STAT_INC(f->st_hits, 1);
 			pos += k;
 			idx++;
@@ -967,12 +968,9 @@ static ssize_t direct_write(struct zvfs_file *f, const struct iovec *iov, int io
 		rc = fs_writeback_locked(f, first, last);
 		if (rc < 0)
 			goto out_unlock;
-		for (uint64_t i = first; i < last; i++) {
-			struct fs_page *p = fs_page_lookup(f, i);
-
-			if (p)
-				fs_page_put(f, p);
-		}
+		for (uint64_t i = fs_index_next(f, first, last); i < last;
+		     i = fs_index_next(f, i + 1, last))
+			fs_page_put(f, fs_page_lookup(f, i));
 	}
 	if (end > atomic_load_explicit(&f->size, memory_order_relaxed) &&
 	    (flags & (ZVFS_IO_DSYNC | ZVFS_IO_SYNC)) && total <= PREP_MAX_DIRTY)
@@ -1139,23 +1137,11 @@ uint32_t zvfs_file_direct_align(const struct zvfs_file *f)
 /* Drop cached pages (dirty too) in [first, last). */
 static void drop_pages(struct zvfs_file *f, uint64_t first, uint64_t last, bool dirty_too)
 {
-	if (!f->npages || first >= last)
-		return;
-	if (last - first <= f->npages) {
-		for (uint64_t i = first; i < last; i++) {
-			struct fs_page *p = fs_page_lookup(f, i);
+	for (uint64_t i = fs_index_next(f, first, last); i < last;
+	     i = fs_index_next(f, i + 1, last)) {
+		struct fs_page *p = fs_page_lookup(f, i);
 
-			if (p && (dirty_too || !p->dirty) && !p->busy)
-				fs_page_put(f, p);
-		}
-		return;
-	}
-	for (uint32_t i = 0; i < f->nslots; i++) {
-		struct fs_page *p;
-
-		/* a removal moves a later entry into this slot: look at it again */
-		while ((p = f->slots[i].p) && p->idx >= first && p->idx < last &&
-		       (dirty_too || !p->dirty) && !p->busy)
+		if ((dirty_too || !p->dirty) && !p->busy)
 			fs_page_put(f, p);
 	}
 }

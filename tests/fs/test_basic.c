@@ -243,6 +243,89 @@ out:
 	t_end();
 }
 
+/*
+ * The page index is a radix tree (src/fs/cache.c): pages far apart make it
+ * taller, truncation and dropped pages empty and free its nodes.  Each page is
+ * checked against its own pattern after every change, so a page found under
+ * the wrong number, or one lost when a neighbour's node went, shows.
+ */
+static void check_page_index(void)
+{
+	/* page numbers (4 KiB pages) across leaves and levels: 512 pages a leaf */
+	static const uint64_t pages[] = {
+		0, 1, 511, 512, 513, 262143, 262144, 262145, 134217727, 134217728, 134217728 + 700};
+	enum { NP = sizeof(pages) / sizeof(pages[0]) };
+	struct zvfs_fs *fs = NULL;
+	struct zvfs_file *f = NULL;
+	char xa[ZVFS_FS_XATTR_MAX];
+	size_t xlen;
+	uint8_t buf[4096], rd[4096];
+	struct zvfs_fs_stats st;
+	int rc;
+
+	t_begin("page-index-sparse");
+	rc = mount_dev(64 << 20, &fs);
+	EXPECT(rc == 0, "mount: %s", t_err(rc));
+	rc = zvfs_fs_file_create(fs, &INO1, &f, xa, &xlen);
+	EXPECT(rc == 0, "create: %s", t_err(rc));
+	/*
+	 * The first five in order (the tree grows a level at page 512), then the rest from the
+	 * highest down (it grows two more at once, the old root becoming the first child).
+	 */
+	for (int k = 0; k < NP; k++) {
+		int i = k < 5 ? k : NP - 1 - (k - 5);
+
+		t_fill(buf, sizeof(buf), 40, pages[i] * 4096);
+		EXPECT(ft_pwrite(f, buf, sizeof(buf), pages[i] * 4096, 0) == (ssize_t)sizeof(buf),
+		       "write page %" PRIu64, pages[i]);
+	}
+	for (int i = 0; i < NP; i++) {
+		EXPECT(ft_pread(f, rd, sizeof(rd), pages[i] * 4096, 0) == (ssize_t)sizeof(rd) &&
+			       t_check(rd, sizeof(rd), 40, pages[i] * 4096) < 0,
+		       "page %" PRIu64 " reads back", pages[i]);
+		/* a neighbour that was never written is a hole, not another page's data */
+		if (i + 1 < NP && pages[i] + 2 < pages[i + 1])
+			EXPECT(ft_pread(f, rd, sizeof(rd), (pages[i] + 2) * 4096, 0) ==
+					       (ssize_t)sizeof(rd) &&
+				       t_check_zero(rd, sizeof(rd)) < 0,
+			       "hole after page %" PRIu64, pages[i]);
+	}
+	EXPECT(zvfs_fs_get_stats(fs, &st) == 0 && st.cache_bytes >= NP * 4096ull, "stats");
+	/* cut the two highest levels' pages away: the tree loses nodes, the rest stays */
+	EXPECT(zvfs_file_truncate(f, 262145 * 4096ull) == 0, "truncate");
+	for (int i = 0; i < NP; i++) {
+		ssize_t n = ft_pread(f, rd, sizeof(rd), pages[i] * 4096, 0);
+
+		if (pages[i] < 262145)
+			EXPECT(n == (ssize_t)sizeof(rd) &&
+				       t_check(rd, sizeof(rd), 40, pages[i] * 4096) < 0,
+			       "page %" PRIu64 " after truncate", pages[i]);
+		else
+			EXPECT(n == 0, "page %" PRIu64 " past EOF: %zd", pages[i], n);
+	}
+	/* grow again: the pages cut off read zero, not their old frames */
+	EXPECT(zvfs_file_truncate(f, (134217728 + 701) * 4096ull) == 0, "truncate up");
+	EXPECT(ft_pread(f, rd, sizeof(rd), 134217728 * 4096ull, 0) == (ssize_t)sizeof(rd) &&
+		       t_check_zero(rd, sizeof(rd)) < 0,
+	       "cut page reads zero");
+	/* every page written back and dropped: read from the device through a fresh tree */
+	EXPECT(zvfs_file_sync(f, 0) == 0, "sync");
+	EXPECT(zvfs_file_drop_cache(f, 0, 0) == 0, "drop");
+	for (int i = 0; i < NP && pages[i] < 262145; i++)
+		EXPECT(ft_pread(f, rd, sizeof(rd), pages[i] * 4096, 0) == (ssize_t)sizeof(rd) &&
+			       t_check(rd, sizeof(rd), 40, pages[i] * 4096) < 0,
+		       "page %" PRIu64 " from the device", pages[i]);
+	EXPECT(zvfs_file_close(f) == 0, "close");
+	f = NULL;
+	EXPECT(zvfs_fs_get_stats(fs, &st) == 0 && st.cache_dirty == 0, "nothing dirty");
+out:
+	if (f)
+		zvfs_file_close(f);
+	if (fs)
+		zvfs_fs_unmount(fs);
+	t_end();
+}
+
 static void check_direct(void)
 {
 	struct zvfs_fs *fs = NULL;
@@ -776,6 +859,7 @@ int main(int argc, char **argv)
 	check_mount();
 	check_rw();
 	check_truncate_fallocate_seek();
+	check_page_index();
 	check_direct();
 	check_lifecycle();
 	check_idle_dirty();
