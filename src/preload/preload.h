@@ -270,6 +270,18 @@ static inline bool zp_bypass(void)
 	       !atomic_load_explicit(&zp_ready, memory_order_acquire) || !zp_cfg.enabled;
 }
 
+/*
+ * The opening of an entry point on an fd: declares var, the fd's open file
+ * description (a reference the caller gives back), when interception is on
+ * and fd is a ZVFS file; otherwise returns what the real call returns.
+ */
+/* clang-format off */
+#define ZP_OFD_OR_REAL(var, fd, fn, args)                                                          \
+	struct zp_ofd *var = zp_bypass() ? NULL : zp_fd_get(fd);                                   \
+	if (!var)                                                                                  \
+		return ZP_REAL(fn) args
+/* clang-format on */
+
 #define ZP_ENTER() (zp_internal++)
 #define ZP_LEAVE() (zp_internal--)
 

@@ -377,13 +377,7 @@ out:
 
 static inline ssize_t do_read(int fd, void *buf, size_t n)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(read)(fd, buf, n);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(read)(fd, buf, n);
+	ZP_OFD_OR_REAL(ofd, fd, read, (fd, buf, n));
 	return zp_ret(ofd_rw1(ofd, buf, n, -1, false, "read"));
 }
 
@@ -394,13 +388,7 @@ ZP_EXPORT ssize_t read(int fd, void *buf, size_t n)
 
 ZP_EXPORT ssize_t write(int fd, const void *buf, size_t n)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(write)(fd, buf, n);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(write)(fd, buf, n);
+	ZP_OFD_OR_REAL(ofd, fd, write, (fd, buf, n));
 	return zp_ret(ofd_rw1(ofd, (void *)buf, n, -1, true, "write"));
 }
 
@@ -417,25 +405,13 @@ static inline ssize_t ofd_prw(struct zp_ofd *ofd, void *buf, size_t n, off_t off
 
 static inline ssize_t do_pread(int fd, void *buf, size_t n, off_t off)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(pread)(fd, buf, n, off);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(pread)(fd, buf, n, off);
+	ZP_OFD_OR_REAL(ofd, fd, pread, (fd, buf, n, off));
 	return ofd_prw(ofd, buf, n, off, false, "pread");
 }
 
 static inline ssize_t do_pread64(int fd, void *buf, size_t n, off_t off)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(pread64)(fd, buf, n, off);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(pread64)(fd, buf, n, off);
+	ZP_OFD_OR_REAL(ofd, fd, pread64, (fd, buf, n, off));
 	return ofd_prw(ofd, buf, n, off, false, "pread64");
 }
 
@@ -451,49 +427,25 @@ ZP_EXPORT ssize_t pread64(int fd, void *buf, size_t n, off64_t off)
 
 ZP_EXPORT ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(pwrite)(fd, buf, n, off);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(pwrite)(fd, buf, n, off);
+	ZP_OFD_OR_REAL(ofd, fd, pwrite, (fd, buf, n, off));
 	return ofd_prw(ofd, (void *)buf, n, off, true, "pwrite");
 }
 
 ZP_EXPORT ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t off)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(pwrite64)(fd, buf, n, off);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(pwrite64)(fd, buf, n, off);
+	ZP_OFD_OR_REAL(ofd, fd, pwrite64, (fd, buf, n, off));
 	return ofd_prw(ofd, (void *)buf, n, off, true, "pwrite64");
 }
 
 ZP_EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(readv)(fd, iov, cnt);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(readv)(fd, iov, cnt);
+	ZP_OFD_OR_REAL(ofd, fd, readv, (fd, iov, cnt));
 	return zp_ret(ofd_rwv(ofd, iov, cnt, -1, 0, false, "readv"));
 }
 
 ZP_EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(writev)(fd, iov, cnt);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(writev)(fd, iov, cnt);
+	ZP_OFD_OR_REAL(ofd, fd, writev, (fd, iov, cnt));
 	return zp_ret(ofd_rwv(ofd, iov, cnt, -1, 0, true, "writev"));
 }
 
@@ -513,97 +465,49 @@ static ssize_t ofd_prwv(struct zp_ofd *ofd, const struct iovec *iov, int cnt, of
 
 ZP_EXPORT ssize_t preadv(int fd, const struct iovec *iov, int cnt, off_t off)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(preadv)(fd, iov, cnt, off);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(preadv)(fd, iov, cnt, off);
+	ZP_OFD_OR_REAL(ofd, fd, preadv, (fd, iov, cnt, off));
 	return ofd_prwv(ofd, iov, cnt, off, 0, false, false, "preadv");
 }
 
 ZP_EXPORT ssize_t preadv64(int fd, const struct iovec *iov, int cnt, off64_t off)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(preadv64)(fd, iov, cnt, off);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(preadv64)(fd, iov, cnt, off);
+	ZP_OFD_OR_REAL(ofd, fd, preadv64, (fd, iov, cnt, off));
 	return ofd_prwv(ofd, iov, cnt, off, 0, false, false, "preadv64");
 }
 
 ZP_EXPORT ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(pwritev)(fd, iov, cnt, off);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(pwritev)(fd, iov, cnt, off);
+	ZP_OFD_OR_REAL(ofd, fd, pwritev, (fd, iov, cnt, off));
 	return ofd_prwv(ofd, iov, cnt, off, 0, false, true, "pwritev");
 }
 
 ZP_EXPORT ssize_t pwritev64(int fd, const struct iovec *iov, int cnt, off64_t off)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(pwritev64)(fd, iov, cnt, off);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(pwritev64)(fd, iov, cnt, off);
+	ZP_OFD_OR_REAL(ofd, fd, pwritev64, (fd, iov, cnt, off));
 	return ofd_prwv(ofd, iov, cnt, off, 0, false, true, "pwritev64");
 }
 
 ZP_EXPORT ssize_t preadv2(int fd, const struct iovec *iov, int cnt, off_t off, int rwf)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(preadv2)(fd, iov, cnt, off, rwf);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(preadv2)(fd, iov, cnt, off, rwf);
+	ZP_OFD_OR_REAL(ofd, fd, preadv2, (fd, iov, cnt, off, rwf));
 	return ofd_prwv(ofd, iov, cnt, off, rwf, true, false, "preadv2");
 }
 
 ZP_EXPORT ssize_t preadv64v2(int fd, const struct iovec *iov, int cnt, off64_t off, int rwf)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(preadv64v2)(fd, iov, cnt, off, rwf);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(preadv64v2)(fd, iov, cnt, off, rwf);
+	ZP_OFD_OR_REAL(ofd, fd, preadv64v2, (fd, iov, cnt, off, rwf));
 	return ofd_prwv(ofd, iov, cnt, off, rwf, true, false, "preadv64v2");
 }
 
 ZP_EXPORT ssize_t pwritev2(int fd, const struct iovec *iov, int cnt, off_t off, int rwf)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(pwritev2)(fd, iov, cnt, off, rwf);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(pwritev2)(fd, iov, cnt, off, rwf);
+	ZP_OFD_OR_REAL(ofd, fd, pwritev2, (fd, iov, cnt, off, rwf));
 	return ofd_prwv(ofd, iov, cnt, off, rwf, true, true, "pwritev2");
 }
 
 ZP_EXPORT ssize_t pwritev64v2(int fd, const struct iovec *iov, int cnt, off64_t off, int rwf)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(pwritev64v2)(fd, iov, cnt, off, rwf);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(pwritev64v2)(fd, iov, cnt, off, rwf);
+	ZP_OFD_OR_REAL(ofd, fd, pwritev64v2, (fd, iov, cnt, off, rwf));
 	return ofd_prwv(ofd, iov, cnt, off, rwf, true, true, "pwritev64v2");
 }
 
@@ -711,25 +615,13 @@ static off_t ofd_lseek_put(struct zp_ofd *ofd, off_t off, int whence)
 
 ZP_EXPORT off_t lseek(int fd, off_t off, int whence)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(lseek)(fd, off, whence);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(lseek)(fd, off, whence);
+	ZP_OFD_OR_REAL(ofd, fd, lseek, (fd, off, whence));
 	return ofd_lseek_put(ofd, off, whence);
 }
 
 ZP_EXPORT off64_t lseek64(int fd, off64_t off, int whence)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(lseek64)(fd, off, whence);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(lseek64)(fd, off, whence);
+	ZP_OFD_OR_REAL(ofd, fd, lseek64, (fd, off, whence));
 	return ofd_lseek_put(ofd, off, whence);
 }
 
@@ -781,25 +673,13 @@ static int ofd_ftruncate_put(int fd, struct zp_ofd *ofd, off_t len)
 
 ZP_EXPORT int ftruncate(int fd, off_t len)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(ftruncate)(fd, len);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(ftruncate)(fd, len);
+	ZP_OFD_OR_REAL(ofd, fd, ftruncate, (fd, len));
 	return ofd_ftruncate_put(fd, ofd, len);
 }
 
 ZP_EXPORT int ftruncate64(int fd, off64_t len)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(ftruncate64)(fd, len);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(ftruncate64)(fd, len);
+	ZP_OFD_OR_REAL(ofd, fd, ftruncate64, (fd, len));
 	return ofd_ftruncate_put(fd, ofd, len);
 }
 
@@ -964,25 +844,13 @@ static int ofd_posix_fallocate(int fd, struct zp_ofd *ofd, off_t off, off_t len)
 
 ZP_EXPORT int posix_fallocate(int fd, off_t off, off_t len)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(posix_fallocate)(fd, off, len);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(posix_fallocate)(fd, off, len);
+	ZP_OFD_OR_REAL(ofd, fd, posix_fallocate, (fd, off, len));
 	return ofd_posix_fallocate(fd, ofd, off, len);
 }
 
 ZP_EXPORT int posix_fallocate64(int fd, off64_t off, off64_t len)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(posix_fallocate64)(fd, off, len);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(posix_fallocate64)(fd, off, len);
+	ZP_OFD_OR_REAL(ofd, fd, posix_fallocate64, (fd, off, len));
 	return ofd_posix_fallocate(fd, ofd, off, len);
 }
 
@@ -1012,25 +880,13 @@ static int ofd_fadvise(struct zp_ofd *ofd, off_t off, off_t len, int advice)
 
 ZP_EXPORT int posix_fadvise(int fd, off_t off, off_t len, int advice)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(posix_fadvise)(fd, off, len, advice);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(posix_fadvise)(fd, off, len, advice);
+	ZP_OFD_OR_REAL(ofd, fd, posix_fadvise, (fd, off, len, advice));
 	return ofd_fadvise(ofd, off, len, advice);
 }
 
 ZP_EXPORT int posix_fadvise64(int fd, off64_t off, off64_t len, int advice)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(posix_fadvise64)(fd, off, len, advice);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(posix_fadvise64)(fd, off, len, advice);
+	ZP_OFD_OR_REAL(ofd, fd, posix_fadvise64, (fd, off, len, advice));
 	return ofd_fadvise(ofd, off, len, advice);
 }
 
@@ -1058,25 +914,13 @@ static int ofd_fsync(int fd, struct zp_ofd *ofd, unsigned flags, const char *cal
 
 ZP_EXPORT int fsync(int fd)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(fsync)(fd);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(fsync)(fd);
+	ZP_OFD_OR_REAL(ofd, fd, fsync, (fd));
 	return ofd_fsync(fd, ofd, 0, "fsync");
 }
 
 ZP_EXPORT int fdatasync(int fd)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(fdatasync)(fd);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(fdatasync)(fd);
+	ZP_OFD_OR_REAL(ofd, fd, fdatasync, (fd));
 	return ofd_fsync(fd, ofd, ZVFS_SYNC_DATA, "fdatasync");
 }
 
@@ -1108,13 +952,7 @@ static int ofd_sync_range(struct zp_ofd *ofd, off64_t off, off64_t n, unsigned f
 
 ZP_EXPORT int sync_file_range(int fd, off64_t off, off64_t n, unsigned flags)
 {
-	struct zp_ofd *ofd;
-
-	if (zp_bypass())
-		return ZP_REAL(sync_file_range)(fd, off, n, flags);
-	ofd = zp_fd_get(fd);
-	if (!ofd)
-		return ZP_REAL(sync_file_range)(fd, off, n, flags);
+	ZP_OFD_OR_REAL(ofd, fd, sync_file_range, (fd, off, n, flags));
 	return ofd_sync_range(ofd, off, n, flags);
 }
 
