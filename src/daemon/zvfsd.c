@@ -57,6 +57,7 @@ struct opts {
 	uint64_t cache_size;
 	uint64_t ring_data;
 	uint64_t spin_ns;
+	bool no_follow_cpu;
 	bool foreground;
 };
 
@@ -77,6 +78,8 @@ static void usage(FILE *f)
 		"      --spin-us N        how long a ring worker spins before sleeping, for "
 		"clients\n"
 		"                         that come back that fast (default 50)\n"
+		"      --no-follow-cpu    leave workers where the scheduler puts them, also while\n"
+		"                         busy (default: on the CPU of their client)\n"
 		"  -h, --help, -V, --version\n"
 		"\n"
 		"Without --foreground zvfsd returns once the socket accepts clients; it logs to\n"
@@ -130,6 +133,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		{"pidfile", required_argument, NULL, 'p'},
 		{"ring-data", required_argument, NULL, 'r'},
 		{"spin-us", required_argument, NULL, 'S'},
+		{"no-follow-cpu", no_argument, NULL, 'F'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -183,6 +187,9 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 			o->spin_ns = us * 1000;
 			break;
 		}
+		case 'F':
+			o->no_follow_cpu = true;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -569,6 +576,7 @@ int main(int argc, char **argv)
 	zd.ring_data = (uint32_t)o.ring_data;
 	zd.spin_ns = o.spin_ns;
 	zd.ncpu = (uint32_t)sysconf(_SC_NPROCESSORS_ONLN);
+	zd.follow_cpu = !o.no_follow_cpu && sched_getaffinity(0, sizeof(zd.cpus), &zd.cpus) == 0;
 	clock_gettime(CLOCK_MONOTONIC, &zd.started);
 
 	/* A live daemon on the socket is refused before the store is touched. */

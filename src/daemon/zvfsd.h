@@ -20,6 +20,7 @@
 #define ZVFS_DAEMON_ZVFSD_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -55,6 +56,7 @@ struct zvfsd_ring {
 	pthread_t thread;
 	atomic_bool stop;
 	bool complained; /* one log line per ring for a bad request */
+	int cpu;	 /* the one CPU its worker is held to (follow_client()), or -1 */
 	struct zvfsd_stats stats;
 	struct zvfsd_ring *next;
 };
@@ -109,6 +111,8 @@ struct zvfsd {
 	uint32_t ring_data;	    /* data size HELLO_OK suggests */
 	uint64_t spin_ns;	    /* how long a worker spins before it sleeps */
 	uint32_t ncpu;		    /* online CPUs at start */
+	bool follow_cpu;	    /* run a sleeping pair's worker on its client's CPU */
+	cpu_set_t cpus;		    /* the CPUs the daemon may use (its affinity at start) */
 	_Atomic uint32_t executing; /* requests between copy-in and DONE, all rings */
 	struct zvfsd_client *clients;
 	uint32_t nclients, next_client_id, next_ring_id;

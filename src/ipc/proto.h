@@ -195,16 +195,25 @@ enum zvfs_op {
 };
 
 struct zvfs_req {
-	uint32_t op;	      /* 0: enum zvfs_op */
-	uint32_t flags;	      /* 4: per op */
-	uint64_t handle;      /* 8 */
-	uint64_t off;	      /* 16: bytes */
-	uint64_t len;	      /* 24: bytes */
-	uint64_t arg;	      /* 32: per op */
-	uint64_t seq;	      /* 40: increments per request (debugging, stale-reply checks) */
-	uint8_t reserved[16]; /* 48 */
+	uint32_t op;	 /* 0: enum zvfs_op */
+	uint32_t flags;	 /* 4: per op */
+	uint64_t handle; /* 8 */
+	uint64_t off;	 /* 16: bytes */
+	uint64_t len;	 /* 24: bytes */
+	uint64_t arg;	 /* 32: per op */
+	uint64_t seq;	 /* 40: increments per request (debugging, stale-reply checks) */
+	/*
+	 * 48: the CPU the client's thread sent this from, + 1 (0: not given).  A hint: while
+	 * neither side spins, the daemon runs the ring's worker on that CPU (worker.c).
+	 */
+	uint32_t cpu;
+	uint32_t hints;	     /* 52: ZVFS_REQ_* */
+	uint8_t reserved[8]; /* 56 */
 };
 _Static_assert(sizeof(struct zvfs_req) == 64, "zvfs_req");
+
+/* zvfs_req.hints: the client spins for its answer whatever resp.busy says (ZVFS_SPIN_US). */
+#define ZVFS_REQ_SPINS 0x1u
 
 struct zvfs_resp {
 	int64_t result; /* 0: >= 0 or -errno */

@@ -25,6 +25,7 @@
 #include "preload/preload.h"
 
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -595,8 +596,11 @@ static int64_t ring_run(struct tring *t, struct zvfs_resp *resp)
 {
 	struct zvfs_ring *r = t->r;
 	uint64_t seq = ++t->seq;
+	int cpu = sched_getcpu(); /* glibc reads it from rseq: no system call */
 
 	r->req.seq = seq;
+	r->req.cpu = cpu >= 0 ? (uint32_t)cpu + 1 : 0;
+	r->req.hints = zp_cfg.spin_fixed && zp_cfg.spin_ns ? ZVFS_REQ_SPINS : 0;
 	zvfs_ring_publish(r, ZVFS_RING_REQ, ZVFS_SLEEP_DAEMON);
 	for (;;) {
 		int64_t s = zvfs_ring_wait(r, ZVFS_RING_REQ, t->spin_ns, ZVFS_SLEEP_CLIENT,

@@ -12,6 +12,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -57,6 +59,7 @@ struct ring {
 	uint8_t *data;
 	uint32_t data_size;
 	uint64_t seq;
+	uint32_t cpu, hints; /* sent in every request */
 };
 
 static uint32_t g_seq = 1;
@@ -232,7 +235,8 @@ static int ring_add(int s, struct ring *rg, uint32_t data_size_claimed)
 static int64_t ring_call(struct ring *rg, uint32_t op, uint32_t flags, uint64_t handle,
 			 uint64_t off, uint64_t len, uint64_t arg, struct zvfs_resp *respp)
 {
-	struct zvfs_req req = {op, flags, handle, off, len, arg, ++rg->seq, {0}};
+	struct zvfs_req req = {op,  flags,     handle,	off,	   len,
+			       arg, ++rg->seq, rg->cpu, rg->hints, {0}};
 	struct zvfs_resp resp;
 	int64_t s;
 
@@ -661,6 +665,143 @@ static int t_big_write(void)
 	close(fd);
 	close(s);
 	ring_free(&rg);
+	return 0;
+}
+
+/* zvfsd's own threads whose affinity is the one CPU cpu; -1 if /proc cannot say. */
+static int threads_held_to(int cpu)
+{
+	char path[320], line[256], want[40];
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)g_daemon);
+	snprintf(want, sizeof(want), "Cpus_allowed_list:\t%d\n", cpu);
+	d = opendir(path);
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/status", (int)g_daemon, e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue; /* the thread just ended */
+		/*
+		 * io_uring's worker threads (iou-wrk-*) are left out: they take the
+		 * affinity of the thread that starts them and keep it (docs/daemon.md).
+		 */
+		if (fgets(line, sizeof(line), f) && strncmp(line, "Name:\tiou-", 10))
+			while (fgets(line, sizeof(line), f))
+				n += !strcmp(line, want);
+		fclose(f);
+	}
+	closedir(d);
+	return n;
+}
+
+struct follower {
+	struct ring rg;
+	int64_t h;
+	atomic_bool *stop;
+	int rc;
+};
+
+/* Write and fsync until told to stop: requests that overlap the other threads'. */
+static void *follower_loop(void *arg)
+{
+	struct follower *a = arg;
+
+	for (int i = 0; i < 20000 && !atomic_load(a->stop); i++) {
+		memset(a->rg.data, i, 65536);
+		if (ring_call(&a->rg, ZVFS_OP_WRITE, 0, (uint64_t)a->h, 0, 65536, 0, NULL) !=
+			    65536 ||
+		    ring_call(&a->rg, ZVFS_OP_SYNC, 0, (uint64_t)a->h, 0, 0, 0, NULL) != 0) {
+			a->rc = -1;
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* Run the followers until a worker is seen held to cpu (or 3 s); how many samples saw one. */
+static int follow_phase(struct follower *fl, int n, int cpu, uint32_t hints)
+{
+	atomic_bool stop = false;
+	pthread_t th[64];
+	int seen = 0, started = 0;
+
+	for (int i = 0; i < n; i++) {
+		fl[i].rg.hints = hints;
+		fl[i].stop = &stop;
+		if (pthread_create(&th[i], NULL, follower_loop, &fl[i]) != 0)
+			break;
+		started++;
+	}
+	for (int ms = 0; ms < 3000 && !seen; ms++) {
+		seen += threads_held_to(cpu) > 0;
+		pause_ms(1);
+	}
+	atomic_store(&stop, true);
+	for (int i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	return started == n ? seen : -1;
+}
+
+/*
+ * While more requests run than half the CPUs, a worker runs on the CPU its
+ * client names (req.cpu); alone again, or for a client that spins whatever
+ * the daemon says (ZVFS_REQ_SPINS), it may run anywhere.
+ */
+static int t_follow_cpu(void)
+{
+	struct follower fl[64];
+	int ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN), n = ncpu / 2 + 1, cpu = -1, s, seen;
+	cpu_set_t mine;
+
+	if (sched_getaffinity(0, sizeof(mine), &mine) < 0 || CPU_COUNT(&mine) < 2 || n > 64) {
+		printf("info: follow-cpu not tested: this process may run on %d CPU(s) of %d\n",
+		       CPU_COUNT(&mine), ncpu);
+		return 0;
+	}
+	for (int c = CPU_SETSIZE - 1; c >= 0; c--)
+		if (CPU_ISSET(c, &mine))
+			cpu = c; /* the lowest */
+	s = cl_open_session();
+	CHECK(s >= 0, "session");
+	for (int i = 0; i < n; i++) {
+		char name[32], path[256];
+		int fd;
+
+		snprintf(name, sizeof(name), "follow%d", i);
+		fd = file_create(name, O_RDWR, path, sizeof(path));
+		CHECK(fd >= 0 && ring_make(&fl[i].rg, 65536, MFD_ALLOW_SEALING) == 0 &&
+			      ring_add(s, &fl[i].rg, 65536) == 0,
+		      "ring %d", i);
+		fl[i].h = cl_open(s, fd, ZVFS_OPEN_CREATE, NULL);
+		close(fd);
+		CHECK(fl[i].h > 0, "open %d", i);
+		fl[i].rg.cpu = (uint32_t)cpu + 1;
+		fl[i].rc = 0;
+	}
+	CHECK(threads_held_to(cpu) == 0, "a thread held to CPU %d before any request", cpu);
+	seen = follow_phase(fl, n, cpu, 0);
+	CHECK(seen > 0, "%d requests at once: no worker ran on their CPU %d (%d)", n, cpu, seen);
+	/* one at a time: each worker may go anywhere again */
+	for (int i = 0; i < n; i++)
+		CHECK(fl[i].rc == 0 && ring_call(&fl[i].rg, ZVFS_OP_NOP, 0, 0, 0, 0, 0, NULL) == 0,
+		      "follower %d", i);
+	CHECK(threads_held_to(cpu) == 0, "a worker still held to CPU %d after requests alone", cpu);
+	seen = follow_phase(fl, n, cpu, ZVFS_REQ_SPINS);
+	CHECK(seen == 0, "a worker was held to the CPU of a client that spins");
+	for (int i = 0; i < n; i++) {
+		CHECK(fl[i].rc == 0, "follower %d", i);
+		ring_free(&fl[i].rg);
+	}
+	close(s);
 	return 0;
 }
 
@@ -1301,6 +1442,7 @@ int main(int argc, char **argv)
 	RUN(t_size_table());
 	RUN(t_nop_latency());
 	RUN(t_big_write());
+	RUN(t_follow_cpu());
 	RUN(t_read_only());
 	RUN(t_foreign_handle());
 	RUN(t_remove());

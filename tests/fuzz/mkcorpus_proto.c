@@ -45,7 +45,7 @@ static int packet(const char *name, uint16_t type, const void *body, uint32_t le
 static int request(const char *name, uint32_t op, uint32_t flags, uint64_t off, uint64_t len)
 {
 	uint8_t buf[5 + sizeof(struct zvfs_req)];
-	struct zvfs_req req = {op, flags, 1ull << 32, off, len, 0, 1, {0}};
+	struct zvfs_req req = {op, flags, 1ull << 32, off, len, 0, 1, 0, 0, {0}};
 	uint32_t ds = ZVFS_RING_DATA_DEFAULT;
 
 	buf[0] = 1;
