@@ -78,6 +78,7 @@
 #   PG_SCALE     pgbench -i -s (default 10)
 #   SB_ROWS      sysbench --table-size (default 20000; 4 tables)
 #   DAEMON_SPIN_US  zvfsd --spin-us (default: zvfsd's own, 50)
+#   DAEMON_FOLLOW   0: zvfsd --no-follow-cpu, the worker placement before it (default 1)
 #   CLIENT_SPIN_US  ZVFS_SPIN_US of the clients (default: unset, the library
 #                adapts its spin to the daemon's load, docs/protocol.md) and
 #                rtt -s (default 0 with 2 CPUs or fewer, else 30: rtt.c's
@@ -113,6 +114,7 @@ DB_TIME=${DB_TIME:-15}
 PG_SCALE=${PG_SCALE:-10}
 SB_ROWS=${SB_ROWS:-20000}
 DAEMON_SPIN_US=${DAEMON_SPIN_US:-}
+DAEMON_FOLLOW=${DAEMON_FOLLOW:-1}
 CLIENT_SPIN_US=${CLIENT_SPIN_US:-}
 BENCH_CASES=${BENCH_CASES:-rtt fio4k fio16k pgbench sysbench}
 ZVFS_BUILD=${ZVFS_BUILD:-$ROOT/build}
@@ -132,6 +134,7 @@ done
 for v in DAEMON_SPIN_US CLIENT_SPIN_US; do
 	[[ -z ${!v} || ${!v} =~ ^[0-9]+$ ]] || die "$v: expected an integer: ${!v}"
 done
+[[ $DAEMON_FOLLOW == [01] ]] || die "DAEMON_FOLLOW: expected 0 or 1: $DAEMON_FOLLOW"
 for s in $FIO_SHAPES; do
 	[[ $s == 1 || $s == 4t || $s == 4p ]] || die "FIO_SHAPES: unknown shape $s (1, 4t, 4p)"
 done
@@ -332,6 +335,7 @@ start_daemon() {
 	local cmd=("$ZVFSD" --foreground --device "uring:$DIMG,size=$STORE_B" --socket "$SOCK"
 		--cache-size "$CACHE_SIZE")
 	[[ -z $DAEMON_SPIN_US ]] || cmd+=(--spin-us "$DAEMON_SPIN_US")
+	((DAEMON_FOLLOW)) || cmd+=(--no-follow-cpu)
 	show_cmd "${cmd[@]}"
 	"${cmd[@]}" >>"$DLOG" 2>&1 &
 	DPID=$!
@@ -762,7 +766,7 @@ HOST+="; $IDLE"
 DISK=$(df --output=source "$WORKDIR" | tail -1)
 TOOLS="$(fio --version), $("$PGBIN/postgres" --version 2>/dev/null || echo 'postgres ?'), $(mariadbd --version 2>/dev/null | awk '{print $2, $3}' || echo 'mariadbd ?'), $(sysbench --version 2>/dev/null || echo 'sysbench ?'), ZVFS $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')"
 # shellcheck disable=SC2089 # a string to print, not to run
-CMDLINE="ROUNDS=$ROUNDS RUNTIME=$RUNTIME RAMP=$RAMP STORE_SIZE=$STORE_SIZE FILE_SIZE=$FILE_SIZE CACHE_SIZE=$CACHE_SIZE RTT_COUNT=$RTT_COUNT FIO_SHAPES='$FIO_SHAPES' DB_TIME=$DB_TIME PG_SCALE=$PG_SCALE SB_ROWS=$SB_ROWS${DAEMON_SPIN_US:+ DAEMON_SPIN_US=$DAEMON_SPIN_US}${CLIENT_SPIN_US:+ CLIENT_SPIN_US=$CLIENT_SPIN_US} BENCH_CASES='$BENCH_CASES' bench/daemon_vs_ext4.sh"
+CMDLINE="ROUNDS=$ROUNDS RUNTIME=$RUNTIME RAMP=$RAMP STORE_SIZE=$STORE_SIZE FILE_SIZE=$FILE_SIZE CACHE_SIZE=$CACHE_SIZE RTT_COUNT=$RTT_COUNT FIO_SHAPES='$FIO_SHAPES' DB_TIME=$DB_TIME PG_SCALE=$PG_SCALE SB_ROWS=$SB_ROWS${DAEMON_SPIN_US:+ DAEMON_SPIN_US=$DAEMON_SPIN_US}$( ((DAEMON_FOLLOW)) || echo " DAEMON_FOLLOW=0")${CLIENT_SPIN_US:+ CLIENT_SPIN_US=$CLIENT_SPIN_US} BENCH_CASES='$BENCH_CASES' bench/daemon_vs_ext4.sh"
 SPIN_NOTE="client spin ${CLIENT_SPIN_US:-library default (adaptive; rtt.c $(($(nproc) > 2 ? 30 : 0)) us)}, daemon spin ${DAEMON_SPIN_US:-zvfsd default (50 us, adaptive)}"
 # shellcheck disable=SC2090
 export RAW OUT HOST DISK FSTYPE DIMG STORE_B CACHE_SIZE ROUNDS RUNTIME RAMP DB_TIME \
