@@ -138,11 +138,12 @@ static void account(struct zvfsd_ring *ring, uint32_t op, uint64_t ns, bool err)
  * 48 us with the worker pinned to the other.  So the worker is held to the CPU
  * its client sent the request from: the client's wakeup queues it there, the
  * client goes to sleep, and it runs at once.  pgbench -c 4 on 2 vCPUs went from
- * 0.80x to 0.99x of ext4, 8 KiB write + fdatasync with four jobs from 14.6k to
- * 17.6-18.4k.  While either side spins the worker must not share the client's
- * CPU (a spinning client would hold off the worker it waits for: 4k instead of
- * 17k 4 KiB reads/s with one job), so it goes back to every CPU the daemon may
- * use.  A client given a fixed spin (ZVFS_SPIN_US) says so in req.hints.
+ * 0.77-0.80x to 0.93-0.98x of ext4, 8 KiB write + fdatasync with four jobs from
+ * 14.6k to 17.6-18.4k.  While either side spins the worker must not share the
+ * client's CPU (a spinning client would hold off the worker it waits for: 4k
+ * instead of 17k 4 KiB reads/s with one job), so it goes back to every CPU the
+ * daemon may use.  A client that spins also while the daemon is busy (the
+ * library's default on more than 2 CPUs, or ZVFS_SPIN_US) says so in req.hints.
  */
 static void follow_client(struct zvfsd_ring *ring, const struct zvfs_req *req, uint32_t busy)
 {

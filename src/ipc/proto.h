@@ -212,7 +212,7 @@ struct zvfs_req {
 };
 _Static_assert(sizeof(struct zvfs_req) == 64, "zvfs_req");
 
-/* zvfs_req.hints: the client spins for its answer whatever resp.busy says (ZVFS_SPIN_US). */
+/* zvfs_req.hints: the client spins for its answers also while the daemon is busy. */
 #define ZVFS_REQ_SPINS 0x1u
 
 struct zvfs_resp {

@@ -600,7 +600,11 @@ static int64_t ring_run(struct tring *t, struct zvfs_resp *resp)
 
 	r->req.seq = seq;
 	r->req.cpu = cpu >= 0 ? (uint32_t)cpu + 1 : 0;
-	r->req.hints = zp_cfg.spin_fixed && zp_cfg.spin_ns ? ZVFS_REQ_SPINS : 0;
+	/*
+	 * spin_ns is this thread's spin while the daemon is busy (ring_run's end): a client that
+	 * spins then would keep a worker held to its CPU off that CPU (worker.c follow_client).
+	 */
+	r->req.hints = zp_cfg.spin_ns ? ZVFS_REQ_SPINS : 0;
 	zvfs_ring_publish(r, ZVFS_RING_REQ, ZVFS_SLEEP_DAEMON);
 	for (;;) {
 		int64_t s = zvfs_ring_wait(r, ZVFS_RING_REQ, t->spin_ns, ZVFS_SLEEP_CLIENT,
