@@ -54,35 +54,11 @@ static uint32_t ent_of(const struct zvfs_fs *fs, const struct fs_page *p)
 	return (uint32_t)(p - fs->cache.pages) + 1;
 }
 
-/*
- * The leaf that covers idx, or NULL when there is none; then *gap_end is the
- * first page number past the hole that idx falls in (UINT64_MAX: past the tree).
- */
-static struct fs_rleaf *leaf_at(const struct zvfs_file *f, uint64_t idx, uint64_t *gap_end)
-{
-	void *n = f->iroot;
-	uint32_t h = f->iheight;
-
-	*gap_end = UINT64_MAX;
-	if (!n || idx >> (FS_RBITS * h))
-		return NULL;
-	while (--h) {
-		uint32_t sh = FS_RBITS * h;
-
-		n = ((struct fs_rinner *)n)->child[(idx >> sh) & (FS_RFAN - 1)];
-		if (!n) {
-			*gap_end = ((idx >> sh) + 1) << sh;
-			return NULL;
-		}
-	}
-	return n;
-}
-
 uint64_t fs_index_next(const struct zvfs_file *f, uint64_t idx, uint64_t last)
 {
 	while (idx < last) {
 		uint64_t gap_end, leaf_end = (idx | (FS_RFAN - 1)) + 1;
-		const struct fs_rleaf *l = leaf_at(f, idx, &gap_end);
+		const struct fs_rleaf *l = fs_index_leaf(f, idx, &gap_end);
 
 		if (!l) {
 			idx = gap_end;
@@ -198,7 +174,7 @@ static int index_reserve(struct zvfs_file *f, uint64_t idx)
 static uint32_t *ent_for(struct zvfs_file *f, const struct fs_page *p)
 {
 	uint64_t gap_end;
-	struct fs_rleaf *l = leaf_at(f, p->idx, &gap_end);
+	struct fs_rleaf *l = fs_index_leaf(f, p->idx, &gap_end);
 	uint32_t *e = l ? &l->ent[p->idx & (FS_RFAN - 1)] : NULL;
 
 	return e && (*e & ~FS_ENT_LOADING) == ent_of(f->fs, p) ? e : NULL;
@@ -208,9 +184,9 @@ static uint32_t *ent_for(struct zvfs_file *f, const struct fs_page *p)
 static void index_insert(struct zvfs_file *f, struct fs_page *p)
 {
 	uint64_t gap_end;
-	struct fs_rleaf *l = leaf_at(f, p->idx, &gap_end);
+	struct fs_rleaf *l = fs_index_leaf(f, p->idx, &gap_end);
 
-	l->ent[p->idx & (FS_RFAN - 1)] = ent_of(f->fs, p) | (p->loading ? FS_ENT_LOADING : 0);
+	l->ent[p->idx & (FS_RFAN - 1)] = ent_of(f->fs, p); /* not loading: fs_page_set_loading() */
 	f->npages++; /* l->used counted it at the reservation */
 }
 
@@ -218,7 +194,6 @@ void fs_page_set_loading(struct zvfs_file *f, struct fs_page *p, bool loading)
 {
 	uint32_t *e = ent_for(f, p);
 
-	p->loading = loading;
 	if (e) /* always: the caller has p in the index */
 		*e = ent_of(f->fs, p) | (loading ? FS_ENT_LOADING : 0);
 }

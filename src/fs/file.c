@@ -732,9 +732,9 @@ restart:
 	last = (off + len - 1) / psz + 1;
 	if (flags & ZVFS_IO_NOWAIT) {
 		for (uint64_t i = first; i < last; i++) {
-			struct fs_page *p = fs_page_lookup(f, i);
+			uint32_t e = fs_index_ent(f, i);
 
-			if (!p || p->loading) {
+			if (!e || (e & FS_ENT_LOADING)) {
 				rc = -EAGAIN;
 				goto out;
 			}

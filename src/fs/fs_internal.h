@@ -58,9 +58,9 @@ struct fs_rleaf {
 };
 
 struct fs_rinner {
-	void *child
-		[FS_RFAN]; /* struct fs_rinner, or struct fs_rleaf one level up from the leaves */
-	uint32_t used;	   /* non-NULL children */
+	/* struct fs_rinner, or struct fs_rleaf one level up from the leaves */
+	void *child[FS_RFAN];
+	uint32_t used; /* non-NULL children */
 };
 
 /* One page frame: the fs_page at index n of cache.pages owns the buffer at cache.base + n * psz. */
@@ -74,7 +74,6 @@ struct fs_page {
 	atomic_uchar ref;	       /* clock: touched since the hand last passed */
 	uint8_t dirty;		       /* under owner->mu */
 	uint8_t busy;		       /* in use by the running operation: never evicted */
-	uint8_t loading;	       /* being read from the device with owner->mu released */
 };
 
 struct fs_cache {
@@ -213,19 +212,39 @@ int fs_persist_md_hook(struct zvfs_file *f, int (*hook)(void *), void *arg);
 /* cache.c */
 int fs_cache_init(struct zvfs_fs *fs, uint64_t bytes);
 void fs_cache_fini(struct zvfs_fs *fs);
+/*
+ * The leaf that covers idx, or NULL when there is none; then *gap_end is the
+ * first page number past the hole that idx falls in (UINT64_MAX: past the
+ * tree).  f->mu held.
+ */
+static inline struct fs_rleaf *fs_index_leaf(const struct zvfs_file *f, uint64_t idx,
+					     uint64_t *gap_end)
+{
+	void *n = f->iroot;
+	uint32_t h = f->iheight;
+
+	*gap_end = UINT64_MAX;
+	if (!n || idx >> (FS_RBITS * h))
+		return NULL;
+	while (--h) {
+		uint32_t sh = FS_RBITS * h;
+
+		n = ((struct fs_rinner *)n)->child[(idx >> sh) & (FS_RFAN - 1)];
+		if (!n) {
+			*gap_end = ((idx >> sh) + 1) << sh;
+			return NULL;
+		}
+	}
+	return n;
+}
+
 /* Page idx's index entry (0: not cached); f->mu held. */
 static inline uint32_t fs_index_ent(const struct zvfs_file *f, uint64_t idx)
 {
-	const void *n = f->iroot;
-	uint32_t h = f->iheight;
+	uint64_t gap_end;
+	const struct fs_rleaf *l = fs_index_leaf(f, idx, &gap_end);
 
-	if (!n || idx >> (FS_RBITS * h))
-		return 0;
-	while (--h)
-		if (!(n = ((const struct fs_rinner *)n)
-				  ->child[(idx >> (FS_RBITS * h)) & (FS_RFAN - 1)]))
-			return 0;
-	return ((const struct fs_rleaf *)n)->ent[idx & (FS_RFAN - 1)];
+	return l ? l->ent[idx & (FS_RFAN - 1)] : 0;
 }
 
 static inline struct fs_page *fs_ent_page(const struct zvfs_fs *fs, uint32_t e)
