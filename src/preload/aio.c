@@ -31,6 +31,8 @@
  */
 #include <fcntl.h>
 #include <libaio.h>
+#include <sched.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +45,8 @@
 
 /* linux/aio_abi.h: iocb->u.c.flags bit asking for an eventfd notification. */
 #define IOCB_FLAG_RESFD (1 << 0)
+/* ... and the one asking the kernel to take aio_reqprio as an I/O priority */
+#define IOCB_FLAG_IOPRIO (1 << 1)
 
 /* ---- real entry points ------------------------------------------------------- */
 
@@ -267,33 +271,158 @@ static int null_fd(void)
 }
 
 /*
+ * Deliveries in flight: the iocbs that deliver_kernel() has rewritten and not yet put back.
+ * The kernel makes a completion visible inside io_submit, before the put-back, so a thread
+ * that reaps it through this library waits here until its iocb is the program's again
+ * (await_restored()).  A delivery holds its slot for one io_submit of a write to /dev/null.
+ */
+#define DELIVER_SLOTS 64
+static _Atomic(struct iocb *) deliver_slot[DELIVER_SLOTS];
+static atomic_int deliver_busy;		      /* slots in use */
+static _Thread_local struct iocb *delivering; /* this thread's, so it never waits on itself */
+
+static int slot_take(struct iocb *io)
+{
+	for (;;) {
+		for (int i = 0; i < DELIVER_SLOTS; i++) {
+			struct iocb *none = NULL;
+
+			if (atomic_compare_exchange_strong(&deliver_slot[i], &none, io)) {
+				atomic_fetch_add(&deliver_busy, 1);
+				delivering = io;
+				return i;
+			}
+		}
+		sched_yield(); /* 64 threads delivering at once: each holds it for a moment */
+	}
+}
+
+static void slot_give(int i)
+{
+	delivering = NULL;
+	atomic_store(&deliver_slot[i], NULL);
+	atomic_fetch_sub(&deliver_busy, 1);
+}
+
+/* Wait until no other thread is delivering io (its fields are the program's again). */
+static void await_restored(const struct iocb *io)
+{
+	bool found = true;
+
+	if (atomic_load(&deliver_busy) == 0 || io == delivering)
+		return;
+	while (found) {
+		found = false;
+		for (int i = 0; i < DELIVER_SLOTS && !found; i++)
+			found = atomic_load(&deliver_slot[i]) == io;
+		if (found)
+			sched_yield();
+	}
+}
+
+/*
+ * aio_lio_opcode, aio_reqprio and aio_fildes: the one word a delivery always changes, put
+ * back with a single compare-and-swap.
+ */
+typedef uint64_t __attribute__((may_alias)) iocb_word;
+_Static_assert(offsetof(struct iocb, aio_reqprio) == offsetof(struct iocb, aio_lio_opcode) + 2 &&
+		       offsetof(struct iocb, aio_fildes) ==
+			       offsetof(struct iocb, aio_lio_opcode) + 4 &&
+		       offsetof(struct iocb, aio_lio_opcode) % 8 == 0,
+	       "libaio's iocb layout");
+
+static iocb_word *iocb_w(struct iocb *io)
+{
+	return (iocb_word *)((char *)io + offsetof(struct iocb, aio_lio_opcode));
+}
+
+/* rw flags a write to /dev/null accepts (RWF_DSYNC would fail: /dev/null has no fsync) */
+#define NULL_RWF_OK RWF_HIPRI
+
+/*
  * Deliver the completion (res >= 0) of the ZVFS iocb io, already run, through the kernel
- * context: io is submitted once more, rewritten for the length of the call into a write of
- * res bytes to /dev/null, which completes at once with res.  The kernel reports the iocb's own
- * address (obj) and data, and reads the iocb only during the call, so the original is back
- * before anything can look at it; an eventfd asked for in the iocb is signalled by the kernel.
- * /dev/null does not touch the buffer, which only has to be a user address.  0, or -errno
- * when the kernel refused (the caller queues the event in user space instead).
+ * context: io is submitted once more, rewritten into a write of res bytes to /dev/null, which
+ * completes at once with res.  The kernel reports the iocb's own address (obj) and data, and
+ * signals an eventfd asked for in the iocb.  0, or -errno when the kernel refused (the caller
+ * queues the event in user space instead).
+ *
+ * The completion is visible before io_submit returns, and a program may reap it on another
+ * thread and prepare the iocb anew at once (MariaDB's reaper, through the raw system call).
+ * So the put-back must never overwrite what the program wrote since:
+ *   - usually only opcode, fildes and reqprio change (a complete read or write keeps its
+ *     buffer, length and offset: /dev/null reads none of them beyond the range check), and
+ *     that word goes back by compare-and-swap, which fails if the program rewrote it.
+ *     aio_reqprio carries a per-delivery tag (the kernel ignores it without
+ *     IOCB_FLAG_IOPRIO), so a stale put-back cannot match a later delivery of the same iocb;
+ *   - a short transfer or odd flags also change length, buffer or flags: each goes back only
+ *     if it still holds the rewritten value and the word went back, which leaves a window of
+ *     a few stores.
+ * This library's io_getevents and io_submit wait for the put-back (await_restored()); a
+ * program reaping from the ring or the raw system call does not, and may see the rewritten
+ * fields until then (nanoseconds after io_submit returns).
  */
 static int deliver_kernel(io_context_t ctx, struct iocb *io, long res)
 {
 	static const char any;
-	struct iocb saved = *io;
+	static atomic_uint tag;
+	struct iocb saved = *io, want = *io;
 	struct iocb *one[1] = {io};
-	int fd = null_fd();
+	int fd = null_fd(), slot;
+	uint64_t w_want, w_saved;
+	size_t total = 0;
 	long r;
 
 	if (fd < 0)
 		return -EBADF;
-	io->aio_lio_opcode = IO_CMD_PWRITE;
-	io->aio_reqprio = 0;
-	io->aio_fildes = fd;
-	io->aio_rw_flags = 0;
-	io->u.c.buf = (void *)&any;
-	io->u.c.nbytes = (unsigned long)res;
-	io->u.c.offset = 0;
+	want.aio_lio_opcode = IO_CMD_PWRITE;
+	want.aio_fildes = fd;
+	if (!(want.u.c.flags & IOCB_FLAG_IOPRIO))
+		want.aio_reqprio = (short)atomic_fetch_add(&tag, 1);
+	if (want.aio_rw_flags & ~NULL_RWF_OK)
+		want.aio_rw_flags = 0;
+	switch (saved.aio_lio_opcode) {
+	case IO_CMD_PREADV:
+	case IO_CMD_PWRITEV:
+		for (long i = 0; i < (long)saved.u.v.nr; i++)
+			total += saved.u.v.vec[i].iov_len;
+		if ((size_t)res == total) {
+			want.aio_lio_opcode = IO_CMD_PWRITEV; /* the same vector, to /dev/null */
+			break;
+		}
+		want.u.c.buf = (void *)&any;
+		want.u.c.nbytes = (unsigned long)res;
+		want.u.c.offset = 0;
+		break;
+	default: /* a read or write keeps its buffer (valid for res bytes), fsync has 0 and 0 */
+		want.u.c.nbytes = (unsigned long)res;
+		if (want.u.c.offset < 0)
+			want.u.c.offset = 0;
+	}
+	memcpy(&w_want, iocb_w(&want), sizeof(w_want));
+	memcpy(&w_saved, iocb_w(&saved), sizeof(w_saved));
+
+	slot = slot_take(io);
+	*io = want;
 	r = syscall(SYS_io_submit, ctx, 1L, one);
-	*io = saved;
+	if (__atomic_compare_exchange_n(iocb_w(io), &w_want, w_saved, false, __ATOMIC_ACQ_REL,
+					__ATOMIC_RELAXED)) {
+		/*
+		 * The word was still ours: so are the fields changed with it, unless rewritten
+		 * this instant.  Unchanged ones are not stored to at all, not even with their own
+		 * value: the program may be writing new ones.
+		 */
+#define PUT_BACK(f)                                                                                \
+	do {                                                                                       \
+		if (want.f != saved.f && io->f == want.f)                                          \
+			io->f = saved.f;                                                           \
+	} while (0)
+		PUT_BACK(aio_rw_flags);
+		PUT_BACK(u.c.buf);
+		PUT_BACK(u.c.nbytes);
+		PUT_BACK(u.c.offset);
+#undef PUT_BACK
+	}
+	slot_give(slot);
 	if (r == 1)
 		return 0;
 	return r < 0 ? -errno : -EAGAIN;
@@ -442,6 +571,9 @@ ZP_EXPORT int io_submit(io_context_t ctx, long nr, struct iocb *ios[])
 	}
 	/* Runs of non-ZVFS iocbs go to the kernel as one call, in order. */
 	for (start = i = 0; i <= nr; i++) {
+		if (i < nr)
+			await_restored(
+				ios[i]); /* resubmitted straight from another thread's reap */
 		if (i < nr && !iocb_is_zvfs(ios[i]))
 			continue;
 		if (i > start) {
@@ -505,6 +637,9 @@ static int reap_kernel(struct actx *a, long min_nr, long nr, struct io_event *ev
 		min_nr = a->kernel_out;
 	pthread_mutex_unlock(&ctx_lock);
 	r = real_getevents(a->ctx, min_nr, nr, ev, timeout);
+	/* a ZVFS completion may be reaped before its submitter put the iocb back */
+	for (int i = 0; i < r; i++)
+		await_restored(ev[i].obj);
 	pthread_mutex_lock(&ctx_lock);
 	if (r > 0)
 		a->kernel_out = a->kernel_out > r ? a->kernel_out - r : 0;
@@ -617,4 +752,9 @@ void zp_aio_after_fork(void)
 	 */
 	pthread_mutex_init(&ctx_lock, NULL);
 	ctx_list = NULL;
+	/* only the forking thread exists in the child: no delivery can still be running */
+	for (int i = 0; i < DELIVER_SLOTS; i++)
+		atomic_store(&deliver_slot[i], NULL);
+	atomic_store(&deliver_busy, 0);
+	delivering = NULL;
 }
