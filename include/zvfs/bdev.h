@@ -45,6 +45,12 @@
  *                                 flush becomes fdatasync
  *            | "ro"               open read-only; writes fail with -EROFS
  *            | "noregbuf"         io_uring: do not register the buffer arena
+ *            | "spin=" US         io_uring: a thread waiting for a lone read polls
+ *                                 for its completion up to US microseconds before
+ *                                 it sleeps, while no thread waits for a CPU
+ *                                 (0 ... 100000, default 200; 0 = always sleep)
+ *            | "spinalways"       io_uring: poll as spin= says even when threads
+ *                                 wait for a CPU (a machine given to this store)
  *
  * The default driver is "uring".  Examples:
  *
@@ -172,6 +178,9 @@ int zvfs_bdev_get_channel(struct zvfs_bdev *bdev, struct zvfs_bdev_channel **chp
 
 /* Channels currently alive for bdev (all threads); for tests and statistics. */
 unsigned zvfs_bdev_channel_count(struct zvfs_bdev *bdev);
+
+/* Requests whose waiting thread polled for the completion ("spin="); for tests and statistics. */
+uint64_t zvfs_bdev_polled(struct zvfs_bdev *bdev);
 
 /*
  * Asynchronous requests on the calling thread's channel ch.  The iovec array

@@ -93,6 +93,9 @@ struct zvfs_bdev_spec {
 	uint32_t queue_depth;	  /* 0 = default */
 	uint32_t sq_batch;	  /* submit once this many are prepared; 0 = at poll only */
 	bool sq_batch_set;
+	uint32_t spin_us; /* uring: poll a lone read's completion this long (see bdev.h) */
+	bool spin_set;
+	bool spin_always; /* ... even when no CPU is idle */
 	bool create;
 	bool buffered;
 	bool read_only;
@@ -131,6 +134,7 @@ struct zvfs_bdev {
 	struct zvfs_bdev_channel *channels;
 	unsigned nchannels;
 	struct zvfs_bdev *open_next; /* all open devices (core-private) */
+	_Atomic uint64_t polled;     /* completions a waiting thread polled for (statistics) */
 };
 
 /* Size of the shared zero buffer used to emulate write_zeroes. */

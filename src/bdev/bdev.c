@@ -69,7 +69,7 @@ static int spec_option(struct zvfs_bdev_spec *spec, char *opt, const char *whole
 	if (val)
 		*val++ = '\0';
 	if (strcmp(opt, "create") == 0 || strcmp(opt, "buffered") == 0 || strcmp(opt, "ro") == 0 ||
-	    strcmp(opt, "noregbuf") == 0) {
+	    strcmp(opt, "noregbuf") == 0 || strcmp(opt, "spinalways") == 0) {
 		if (val)
 			goto err_value;
 		if (opt[0] == 'c')
@@ -78,18 +78,20 @@ static int spec_option(struct zvfs_bdev_spec *spec, char *opt, const char *whole
 			spec->buffered = true;
 		else if (opt[0] == 'r')
 			spec->read_only = true;
+		else if (opt[0] == 's')
+			spec->spin_always = true;
 		else
 			spec->no_regbuf = true;
 		return 0;
 	}
 	if (strcmp(opt, "size") != 0 && strcmp(opt, "block") != 0 && strcmp(opt, "pblock") != 0 &&
-	    strcmp(opt, "qd") != 0) {
+	    strcmp(opt, "qd") != 0 && strcmp(opt, "sqbatch") != 0 && strcmp(opt, "spin") != 0) {
 		zvfs_bdev_errf(errbuf, errlen, "%s: unknown option '%s'", whole, opt);
 		return -EINVAL;
 	}
 	if (!val)
 		goto err_value;
-	if (strcmp(opt, "qd") == 0 || strcmp(opt, "sqbatch") == 0)
+	if (strcmp(opt, "qd") == 0 || strcmp(opt, "sqbatch") == 0 || strcmp(opt, "spin") == 0)
 		rc = zvfs_parse_u64(val, &v);
 	else
 		rc = zvfs_parse_size(val, &v);
@@ -104,6 +106,16 @@ static int spec_option(struct zvfs_bdev_spec *spec, char *opt, const char *whole
 			spec->block_size = (uint32_t)v;
 		else
 			spec->phys_block_size = (uint32_t)v;
+	} else if (strcmp(opt, "sqbatch") == 0) {
+		if (v > 4096)
+			goto err_value;
+		spec->sq_batch = (uint32_t)v;
+		spec->sq_batch_set = true;
+	} else if (strcmp(opt, "spin") == 0) {
+		if (v > 100000)
+			goto err_value;
+		spec->spin_us = (uint32_t)v;
+		spec->spin_set = true;
 	} else { /* qd */
 		if (v < 1 || v > 4096)
 			goto err_value;
@@ -511,6 +523,11 @@ unsigned zvfs_bdev_channel_count(struct zvfs_bdev *bdev)
 	n = bdev->nchannels;
 	pthread_mutex_unlock(&g_chan_lock);
 	return n;
+}
+
+uint64_t zvfs_bdev_polled(struct zvfs_bdev *bdev)
+{
+	return atomic_load_explicit(&bdev->polled, memory_order_relaxed);
 }
 
 /* ---- 4. requests ------------------------------------------------------- */

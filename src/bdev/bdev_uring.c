@@ -17,10 +17,14 @@
 #include "zvfs/bdev_module.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/falloc.h>
 #include <liburing.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/log.h"
@@ -28,7 +32,12 @@
 struct uring_dev {
 	struct zvfs_bdev_file file;
 	unsigned sq_batch; /* see reap: submit early once this many are prepared */
+	uint64_t spin_ns;  /* see spin_solo(); 0 = never */
+	bool spin_always;
 };
+
+/* Default "spin=": a few device round trips of a virtio disk (reads take 45-70 us). */
+#define SPIN_US_DEFAULT 200
 
 struct uring_ch {
 	struct io_uring ring;
@@ -66,6 +75,8 @@ static int uring_open(struct zvfs_bdev *bdev, const struct zvfs_bdev_spec *spec,
 	 * idle while the callbacks run.  Very fast devices may prefer more.
 	 */
 	d->sq_batch = spec->sq_batch_set ? spec->sq_batch : 1;
+	d->spin_ns = (uint64_t)(spec->spin_set ? spec->spin_us : SPIN_US_DEFAULT) * 1000u;
+	d->spin_always = spec->spin_always;
 	bdev->drv = d;
 	return 0;
 }
@@ -371,11 +382,117 @@ static int run_solo(struct zvfs_bdev *bdev, struct zvfs_bdev_io *io)
 	return 0;
 }
 
+/* ---- polling a lone read ------------------------------------------------------ */
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Whether some CPU would go idle if this thread slept: the kernel's count of runnable threads
+ * (the fourth field of /proc/loadavg, this one included) is at most the number of CPUs.  Read
+ * at most once a millisecond per process (a read costs about 1 us); if it cannot be read,
+ * never.
+ */
+static bool cpu_to_spare(void)
+{
+	static _Atomic uint64_t checked_ns;
+	static atomic_bool spare;
+	static atomic_int fd = -1;
+	static long ncpu;
+	uint64_t now = mono_ns(), last = atomic_load_explicit(&checked_ns, memory_order_relaxed);
+	char buf[128], *p = buf;
+	ssize_t n;
+	int f;
+
+	if (now - last < 1000000u ||
+	    !atomic_compare_exchange_strong(&checked_ns, &last, now)) /* another thread looks */
+		return atomic_load_explicit(&spare, memory_order_relaxed);
+	f = atomic_load(&fd);
+	if (f < 0) {
+		int none = -1;
+
+		/* system calls, not libc: inside libzvfs.so these must not meet its wrappers */
+		f = (int)syscall(SYS_openat, AT_FDCWD, "/proc/loadavg", O_RDONLY | O_CLOEXEC);
+		if (f < 0)
+			return false;
+		if (!atomic_compare_exchange_strong(&fd, &none, f)) {
+			syscall(SYS_close, f);
+			f = none;
+		}
+		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	}
+	n = syscall(SYS_pread64, f, buf, sizeof(buf) - 1, 0L);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	for (int field = 0; field < 3 && p; field++) {
+		p = strchr(p, ' ');
+		p = p ? p + 1 : NULL;
+	}
+	atomic_store_explicit(&spare, p && atol(p) <= ncpu, memory_order_relaxed);
+	return atomic_load_explicit(&spare, memory_order_relaxed);
+}
+
+/*
+ * The thread is about to wait for io, a lone read.  Sleeping costs two context switches and,
+ * when the CPU halts meanwhile, a wakeup through the hypervisor; on a virtio disk in a VM
+ * polling the ring instead took 4 KiB O_DIRECT reads from 16-18k to 19-23k IOPS at QD1
+ * (writes did not move, so they sleep).  Poll only while no other thread waits for a CPU,
+ * at most spin_ns: then the wait falls back to sleeping.  Returns the completions reaped
+ * (0: the budget ran out, io is in the ring), or -1 when not polling (io untouched).
+ */
+static int spin_solo(struct zvfs_bdev_channel *ch, struct zvfs_bdev_io *io)
+{
+	struct uring_dev *d = ch->bdev->drv;
+	struct uring_ch *u = ch->drv;
+	uint64_t t0 = 0;
+	int n = 0;
+
+	if (!d->spin_ns || io->type != ZVFS_BDEV_IO_READ || (!d->spin_always && !cpu_to_spare()))
+		return -1;
+	enqueue(u, ch->bdev, io);
+	if (io_uring_submit(&u->ring) < 0)
+		return 0; /* the blocking wait submits again and reports the error */
+	for (unsigned i = 0;; i++) {
+		n = uring_reap(ch);
+		if (n) {
+			atomic_fetch_add_explicit(&ch->bdev->polled, 1, memory_order_relaxed);
+			break;
+		}
+		if ((i & 15) == 0) {
+			uint64_t t = mono_ns();
+
+			if (!t0)
+				t0 = t;
+			else if (t - t0 > d->spin_ns)
+				break;
+		}
+		/* runs the kernel's task work, which posts the completion (COOP_TASKRUN) */
+		io_uring_get_events(&u->ring);
+	}
+	return n;
+}
+
 static int uring_poll(struct zvfs_bdev_channel *ch, bool wait)
 {
 	struct uring_ch *u = ch->drv;
 	int n, rc;
 
+	if (u->solo && wait) {
+		struct zvfs_bdev_io *io = u->solo;
+
+		u->solo = NULL;
+		n = spin_solo(ch, io);
+		if (n > 0)
+			return n;
+		if (n < 0)
+			u->solo = io;
+	}
 	if (u->solo) {
 		struct zvfs_bdev_io *io = u->solo;
 

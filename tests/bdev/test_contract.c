@@ -70,6 +70,9 @@ static const struct cfg g_cfgs[] = {
 	{"uring-512", K_FILE, "uring", ",block=512", NULL, 512, "uring"},
 	{"uring-buffered", K_FILE, "uring", ",buffered", NULL, 0, "uring"},
 	{"uring-noregbuf", K_FILE, "uring", ",noregbuf", NULL, 0, "uring"},
+	/* a waiting thread polls for a lone read (always), or never polls */
+	{"uring-spin", K_FILE, "uring", ",spin=5000,spinalways,sqbatch=0", NULL, 0, "uring"},
+	{"uring-nospin", K_FILE, "uring", ",spin=0", NULL, 0, "uring"},
 	/* tmpfs has no FALLOC_FL_ZERO_RANGE: write_zeroes takes the emulated path. */
 	{"uring-tmpfs", K_FILE, "uring", "", "/dev/shm", 0, "uring"},
 	{"aio", K_FILE, "aio", "", NULL, 0, "aio"},
@@ -259,6 +262,21 @@ static void check_channel(struct ctx *c)
 	EXPECT(rc == 0, "wait on an idle channel = %d (must return 0 at once)", rc);
 out:
 	t_end();
+}
+
+/*
+ * "spin=": with spinalways, the synchronous reads above (each a lone request) were polled for;
+ * with spin=0 none was.  Other configurations poll only when a CPU is idle: not checked.
+ */
+static void check_polled(struct ctx *c)
+{
+	uint64_t n = zvfs_bdev_polled(c->bdev);
+
+	if (strstr(c->cfg->opts, "spinalways"))
+		t_assert("spin=,spinalways: lone reads were polled for", n > 0, "polled %" PRIu64,
+			 n);
+	else if (strstr(c->cfg->opts, "spin=0"))
+		t_assert("spin=0: nothing was polled for", n == 0, "polled %" PRIu64, n);
 }
 
 static void check_roundtrip(struct ctx *c)
@@ -1822,6 +1840,7 @@ int main(int argc, char **argv)
 	check_threads(&c);
 	check_thread_exit(&c);
 	check_fork(&c);
+	check_polled(&c);
 	check_close(&c);
 
 	check_reopen(&c);
