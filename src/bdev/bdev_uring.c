@@ -394,47 +394,41 @@ static uint64_t mono_ns(void)
 
 /*
  * Whether some CPU would go idle if this thread slept: the kernel's count of runnable threads
- * (the fourth field of /proc/loadavg, this one included) is at most the number of CPUs.  Read
- * at most once a millisecond per process (a read costs about 1 us); if it cannot be read,
- * never.
+ * (the fourth field of /proc/loadavg, this one included) is at most the number of CPUs.  Looked
+ * at most once a millisecond per process (open, read and close: about 3 us; no descriptor is
+ * kept, which a program closing every fd could close or reuse); if it cannot be read, never.
  */
 static bool cpu_to_spare(void)
 {
 	static _Atomic uint64_t checked_ns;
 	static atomic_bool spare;
-	static atomic_int fd = -1;
-	static long ncpu;
+	static atomic_long ncpu;
 	uint64_t now = mono_ns(), last = atomic_load_explicit(&checked_ns, memory_order_relaxed);
 	char buf[128], *p = buf;
-	ssize_t n;
-	int f;
+	long n, f, cpus;
 
 	if (now - last < 1000000u ||
 	    !atomic_compare_exchange_strong(&checked_ns, &last, now)) /* another thread looks */
 		return atomic_load_explicit(&spare, memory_order_relaxed);
-	f = atomic_load(&fd);
-	if (f < 0) {
-		int none = -1;
-
-		/* system calls, not libc: inside libzvfs.so these must not meet its wrappers */
-		f = (int)syscall(SYS_openat, AT_FDCWD, "/proc/loadavg", O_RDONLY | O_CLOEXEC);
-		if (f < 0)
-			return false;
-		if (!atomic_compare_exchange_strong(&fd, &none, f)) {
-			syscall(SYS_close, f);
-			f = none;
-		}
-		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	cpus = atomic_load_explicit(&ncpu, memory_order_relaxed);
+	if (!cpus) {
+		cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		atomic_store_explicit(&ncpu, cpus, memory_order_relaxed);
 	}
-	n = syscall(SYS_pread64, f, buf, sizeof(buf) - 1, 0L);
-	if (n <= 0)
+	/* system calls, not libc: inside libzvfs.so these must not meet its wrappers */
+	f = syscall(SYS_openat, AT_FDCWD, "/proc/loadavg", O_RDONLY | O_CLOEXEC);
+	if (f < 0) {
+		atomic_store_explicit(&spare, false, memory_order_relaxed);
 		return false;
-	buf[n] = '\0';
+	}
+	n = syscall(SYS_read, f, buf, sizeof(buf) - 1);
+	syscall(SYS_close, f);
+	buf[n > 0 ? n : 0] = '\0';
 	for (int field = 0; field < 3 && p; field++) {
 		p = strchr(p, ' ');
 		p = p ? p + 1 : NULL;
 	}
-	atomic_store_explicit(&spare, p && atol(p) <= ncpu, memory_order_relaxed);
+	atomic_store_explicit(&spare, p && atol(p) <= cpus, memory_order_relaxed);
 	return atomic_load_explicit(&spare, memory_order_relaxed);
 }
 
