@@ -16,7 +16,9 @@
  *      has a kernel iocb outstanding (so the library asks the kernel every time); the iocb
  *      B gets must already be the one A submitted.
  *
- * Each check runs for ITERS iterations or SECONDS, whichever ends first, and prints how
+ *   3. shapes: reads cut short, vector reads and writes, fsync (check_shapes()).
+ *
+ * Checks 1 and 2 run for ITERS iterations or SECONDS, whichever ends first, and prints how
  * often B had the completion before A's io_submit returned (the race window was open).
  *
  * usage: aio_race DIR     prints "ok NAME" / "FAIL NAME: why", exit 0 if all passed
@@ -201,6 +203,82 @@ static void run(const char *name)
 	}
 }
 
+/*
+ * 3. shapes: one thread, reaped with the raw system call.  A read cut short by the end of the
+ *    file, a vector read (whole and cut short), a vector write and an fsync: each event has the
+ *    right res, and after io_submit returns the iocb is again what was submitted.
+ */
+static void check_shapes(void)
+{
+	static _Alignas(4096) unsigned char a[BLK], b[BLK];
+	struct timespec ts = {5, 0};
+	const long size = (long)NBLK * BLK;
+	struct {
+		const char *what;
+		long want;
+	} cases[] = {
+		{"read cut short at the end of the file", 1000},
+		{"vector read, whole", 2 * BLK},
+		{"vector read cut short", BLK + 1000},
+		{"vector write", 2 * BLK},
+		{"fsync", 0},
+	};
+	struct iovec v[2] = {{a, BLK}, {b, BLK}};
+	bool ok = true;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]) && ok; i++) {
+		struct iocb cb, ref;
+		struct io_event ev;
+		long n;
+
+		switch (i) {
+		case 0:
+			io_prep_pread(&cb, fds[0], a, BLK, size - 1000);
+			break;
+		case 1:
+			io_prep_preadv(&cb, fds[1], v, 2, 0);
+			break;
+		case 2:
+			io_prep_preadv(&cb, fds[1], v, 2, size - BLK - 1000);
+			break;
+		case 3:
+			io_prep_pwritev(&cb, fds[1], v, 2, size);
+			break;
+		default:
+			io_prep_fsync(&cb, fds[1]);
+		}
+		cb.data = (void *)(uintptr_t)(i + 100);
+		ref = cb;
+		n = io_submit(ctx, 1, (struct iocb *[]){&cb});
+		if (n != 1) {
+			printf("FAIL shapes: %s: io_submit %ld\n", cases[i].what, n);
+			ok = false;
+			break;
+		}
+		n = syscall(SYS_io_getevents, ctx, 1L, 1L, &ev, &ts);
+		X = cb; /* same_iocb() compares X */
+		if (n != 1 || ev.obj != &cb || ev.data != ref.data ||
+		    (long)ev.res != cases[i].want) {
+			printf("FAIL shapes: %s: %ld events, res %ld (want %ld)\n", cases[i].what,
+			       n, n == 1 ? (long)ev.res : 0L, cases[i].want);
+			ok = false;
+		} else if (!same_iocb(&ref)) {
+			printf("FAIL shapes: %s: the iocb was not put back (opcode %d, fd %d)\n",
+			       cases[i].what, cb.aio_lio_opcode, cb.aio_fildes);
+			ok = false;
+		}
+	}
+	if (ok && (a[0] != pattern(1, NBLK - 2, BLK - 1000) ||
+		   b[0] != pattern(1, NBLK - 1, BLK - 1000))) {
+		printf("FAIL shapes: the short vector read returned the wrong bytes\n");
+		ok = false;
+	}
+	if (ok)
+		printf("ok shapes\n");
+	else
+		nfailed++;
+}
+
 int main(int argc, char **argv)
 {
 	static unsigned char blk[BLK];
@@ -232,6 +310,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "io_setup failed\n");
 		return 1;
 	}
+	check_shapes();
 	raw = true;
 	run("raw-reaper");
 
