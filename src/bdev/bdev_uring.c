@@ -458,6 +458,8 @@ static int spin_solo(struct zvfs_bdev_channel *ch, struct zvfs_bdev_io *io)
 			atomic_fetch_add_explicit(&ch->bdev->polled, 1, memory_order_relaxed);
 			break;
 		}
+		if (u->solo)
+			break; /* a short read's rest, held back by uring_submit(): the caller runs it */
 		if ((i & 15) == 0) {
 			uint64_t t = mono_ns();
 
