@@ -144,6 +144,7 @@ struct zvfs_fs_stats {
 	uint64_t cache_misses; /* pages read from the device */
 	uint64_t readahead;    /* pages read ahead */
 	uint64_t writeback;    /* pages written back */
+	uint64_t polled_reads; /* device reads a waiting thread polled for (zvfs_bdev_polled()) */
 };
 int zvfs_fs_get_stats(struct zvfs_fs *fs, struct zvfs_fs_stats *st);
 

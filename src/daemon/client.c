@@ -783,6 +783,7 @@ static int stats_text(char *buf, size_t size)
 			  (unsigned long long)fst.writeback);
 		sb_printf(&b, "files open %llu cached %llu\n", (unsigned long long)fst.files_open,
 			  (unsigned long long)fst.files_cached);
+		sb_printf(&b, "device polled-reads %llu\n", (unsigned long long)fst.polled_reads);
 	}
 	for (struct zvfsd_client *c = zd.clients; c; c = c->next) {
 		pthread_mutex_lock(&c->lock);

@@ -975,5 +975,6 @@ int zvfs_fs_get_stats(struct zvfs_fs *fs, struct zvfs_fs_stats *st)
 	st->cache_bytes = (uint64_t)atomic_load(&fs->cache.held) * fs->psz;
 	st->cache_dirty = (uint64_t)atomic_load(&fs->cache.dirty) * fs->psz;
 	st->cache_limit = fs->cache.limit * fs->psz;
+	st->polled_reads = zvfs_bdev_polled(fs->bdev);
 	return 0;
 }

@@ -947,6 +947,7 @@ static int t_killed_client(int fds_before)
 	CHECK(WIFSIGNALED(st), "child exited on its own: %d", st);
 	CHECK(wait_idle(text) == 0, "still held after the client died:\n%s", text);
 	CHECK(stat_num(text, "files open") == 0, "files open:\n%s", text);
+	CHECK(stat_num(text, "polled-reads") >= 0, "no device line:\n%s", text);
 	CHECK(wait_fds(fds_before) == 0, "daemon fds %d, were %d", count_fds(g_daemon), fds_before);
 	return 0;
 }
