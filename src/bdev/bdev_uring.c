@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "util/clock.h"
 
 struct uring_dev {
 	struct zvfs_bdev_file file;
@@ -384,14 +385,6 @@ static int run_solo(struct zvfs_bdev *bdev, struct zvfs_bdev_io *io)
 
 /* ---- polling a lone read ------------------------------------------------------ */
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /*
  * Whether some CPU would go idle if this thread slept: the kernel's count of runnable threads
  * (the fourth field of /proc/loadavg, this one included) is at most the number of CPUs.  Looked
@@ -403,7 +396,8 @@ static bool cpu_to_spare(void)
 	static _Atomic uint64_t checked_ns;
 	static atomic_bool spare;
 	static atomic_long ncpu;
-	uint64_t now = mono_ns(), last = atomic_load_explicit(&checked_ns, memory_order_relaxed);
+	uint64_t now = zvfs_mono_ns(),
+		 last = atomic_load_explicit(&checked_ns, memory_order_relaxed);
 	char buf[128], *p = buf;
 	long n, f, cpus;
 
@@ -461,7 +455,7 @@ static int spin_solo(struct zvfs_bdev_channel *ch, struct zvfs_bdev_io *io)
 		if (u->solo)
 			break; /* a short read's rest, held back by uring_submit(): the caller runs it */
 		if ((i & 15) == 0) {
-			uint64_t t = mono_ns();
+			uint64_t t = zvfs_mono_ns();
 
 			if (!t0)
 				t0 = t;

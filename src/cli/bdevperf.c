@@ -241,7 +241,7 @@ static void worker_fail(struct worker *w, const struct req *r, const char *what,
 	}
 	if (!w->stopping) {
 		w->stopping = true;
-		w->t_stop = perf_now_ns();
+		w->t_stop = zvfs_mono_ns();
 	}
 	atomic_store_explicit(&g_stop, true, memory_order_relaxed);
 }
@@ -250,7 +250,7 @@ static void req_done(void *arg, int status)
 {
 	struct req *r = arg;
 	struct worker *w = r->w;
-	uint64_t now = perf_now_ns();
+	uint64_t now = zvfs_mono_ns();
 	int rc;
 
 	if (__builtin_expect(status != 0, 0)) {
@@ -325,7 +325,7 @@ out_sync:
 	w->t_end = w->t_measure + (uint64_t)(c->p.time_s * 1e9);
 
 	for (i = 0; i < c->p.qd && !w->stopping; i++) {
-		rc = req_issue(w, &w->reqs[i], perf_now_ns());
+		rc = req_issue(w, &w->reqs[i], zvfs_mono_ns());
 		if (rc)
 			worker_fail(w, NULL, "submit", rc);
 	}
@@ -338,7 +338,7 @@ out_sync:
 		}
 	}
 	if (!w->t_stop)
-		w->t_stop = perf_now_ns();
+		w->t_stop = zvfs_mono_ns();
 out_free:
 	for (i = 0; i < c->p.qd; i++)
 		zvfs_bdev_buf_free(w->bdev, w->reqs[i].buf);
@@ -513,7 +513,7 @@ int main(int argc, char **argv)
 	if (rc)
 		return rc == 1 ? 0 : 2;
 	if (!c.p.seed_set)
-		c.p.seed = perf_splitmix64(perf_now_ns() ^ ((uint64_t)getpid() << 32));
+		c.p.seed = perf_splitmix64(zvfs_mono_ns() ^ ((uint64_t)getpid() << 32));
 
 	rc = zvfs_bdev_open(c.spec, &bdev, errbuf, sizeof(errbuf));
 	if (rc) {

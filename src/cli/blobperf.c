@@ -297,7 +297,7 @@ static void worker_fail(struct worker *w, const struct req *r, const char *what,
 	}
 	if (!w->stopping) {
 		w->stopping = true;
-		w->t_stop = perf_now_ns();
+		w->t_stop = zvfs_mono_ns();
 	}
 	atomic_store_explicit(&g_stop, true, memory_order_relaxed);
 }
@@ -306,7 +306,7 @@ static void req_done(void *arg, int status)
 {
 	struct req *r = arg;
 	struct worker *w = r->w;
-	uint64_t now = perf_now_ns();
+	uint64_t now = zvfs_mono_ns();
 	int rc;
 
 	w->inflight--;
@@ -369,7 +369,7 @@ out_sync:
 	w->t_end = w->t_measure + (uint64_t)(c->p.time_s * 1e9);
 
 	for (i = 0; i < c->p.qd && !w->stopping; i++) {
-		rc = req_issue(w, &w->reqs[i], perf_now_ns());
+		rc = req_issue(w, &w->reqs[i], zvfs_mono_ns());
 		if (rc)
 			worker_fail(w, NULL, "submit", rc);
 	}
@@ -382,7 +382,7 @@ out_sync:
 		}
 	}
 	if (!w->t_stop)
-		w->t_stop = perf_now_ns();
+		w->t_stop = zvfs_mono_ns();
 out_free:
 	for (i = 0; i < c->p.qd; i++)
 		zvfs_bdev_buf_free(w->bdev, w->reqs[i].buf);
@@ -651,7 +651,7 @@ static int io_mode(struct config *c)
 			fprintf(stderr, PROG ": %s: %s\n", c->spec, strerror(-rc));
 		return 1;
 	}
-	t_setup = perf_now_ns();
+	t_setup = zvfs_mono_ns();
 	zvfs_bs_opts_init(&bso);
 	if (c->mkfs) {
 		bso.cluster_size = c->cluster_size;
@@ -693,7 +693,7 @@ static int io_mode(struct config *c)
 			goto out_blob;
 		}
 	}
-	ri.setup_s = (double)(perf_now_ns() - t_setup) / 1e9;
+	ri.setup_s = (double)(zvfs_mono_ns() - t_setup) / 1e9;
 	ri.alloc_before = zvfs_blob_get_num_allocated_clusters(blob);
 	if (c->p.qd > zvfs_bdev_get_geometry(bdev)->queue_depth)
 		fprintf(stderr,
@@ -822,7 +822,7 @@ out_close:
 
 static double secs_since(uint64_t t0)
 {
-	return (double)(perf_now_ns() - t0) / 1e9;
+	return (double)(zvfs_mono_ns() - t0) / 1e9;
 }
 
 /* Copy the first len bytes of src to dst, 8 MiB at a time, then flush dst. */
@@ -855,7 +855,7 @@ static int timed_load(struct zvfs_bdev *bdev, uint64_t n, bool dirty, double *se
 	int rc;
 
 	zvfs_bs_opts_init(&o);
-	t0 = perf_now_ns();
+	t0 = zvfs_mono_ns();
 	rc = zvfs_bs_load(bdev, &o, bsp);
 	*secs = secs_since(t0);
 	if (rc) {
@@ -956,7 +956,7 @@ static int load_mode(const struct config *c)
 				8);
 		goto err_close;
 	}
-	t0 = perf_now_ns();
+	t0 = zvfs_mono_ns();
 	rc = make_blobs(c, bs, n);
 	t_create = secs_since(t0);
 	if (rc) {
@@ -982,7 +982,7 @@ static int load_mode(const struct config *c)
 			rc = -ENOSPC;
 			goto err_close;
 		}
-		t0 = perf_now_ns();
+		t0 = zvfs_mono_ns();
 		rc = copy_device(bdev, bdev2, zvfs_bdev_get_geometry(bdev)->size);
 		t_copy = secs_since(t0);
 		if (rc) {
@@ -997,7 +997,7 @@ static int load_mode(const struct config *c)
 	rc = timed_load(tb, n, true, &t_dirty, &bs);
 	if (rc)
 		goto err_close;
-	t0 = perf_now_ns();
+	t0 = zvfs_mono_ns();
 	rc = zvfs_bs_unload(bs);
 	t_unload = secs_since(t0);
 	bs = NULL;
@@ -1052,7 +1052,7 @@ int main(int argc, char **argv)
 	if (rc)
 		return rc == 1 ? 0 : 2;
 	if (!c.p.seed_set)
-		c.p.seed = perf_splitmix64(perf_now_ns() ^ ((uint64_t)getpid() << 32));
+		c.p.seed = perf_splitmix64(zvfs_mono_ns() ^ ((uint64_t)getpid() << 32));
 	if (c.load_n)
 		return load_mode(&c);
 	return io_mode(&c);

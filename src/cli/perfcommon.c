@@ -277,7 +277,7 @@ uint64_t perf_start_release(unsigned nworkers)
 	pthread_mutex_lock(&start_lock);
 	while (start_ready < nworkers)
 		pthread_cond_wait(&start_cond, &start_lock);
-	start_t0 = t0 = perf_now_ns();
+	start_t0 = t0 = zvfs_mono_ns();
 	start_go = true;
 	pthread_cond_broadcast(&start_cond);
 	pthread_mutex_unlock(&start_lock);

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "util/clock.h"
+
 /* ---- option parsing (messages are "<prog>: <option>: ...") ---- */
 
 enum perf_workload {
@@ -134,14 +136,6 @@ double perf_hist_percentile(const struct perf_hist *h, double p);
 
 /* ---- clock and offset generator ---- */
 
-static inline uint64_t perf_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* wyrand: one multiply per draw, passes BigCrush; plenty for offsets. */
 static inline uint64_t perf_rng_next(uint64_t *s)
 {
@@ -169,7 +163,7 @@ void perf_fill_random(void *buf, uint64_t bytes, uint64_t *rng);
  * Workers set up (channels, buffers), then all start at one instant, so the
  * ramp and the measured window are the same for every thread.  A worker
  * calls perf_start_arrive() once, whether its setup worked or not; it returns
- * the start time (ns, perf_now_ns()).  main calls perf_start_release() with
+ * the start time (ns, zvfs_mono_ns()).  main calls perf_start_release() with
  * the number of workers it started: it waits for all of them to arrive and
  * returns the same start time.
  */

@@ -28,6 +28,7 @@
 
 #include "daemon/zvfsd.h"
 #include "util/log.h"
+#include "util/clock.h"
 
 #define MAX_FDS_PER_MSG 8     /* room for more fds than any type takes: they are closed */
 #define MAX_RINGS	1024  /* per client: each is a thread */
@@ -481,14 +482,6 @@ static int do_ring_add(struct zvfsd_client *c, const struct zvfsd_ctl *m, int fd
 	return reply(c, ZVFS_MSG_RING_OK, m->seq, &ok, sizeof(ok));
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /*
  * Open (or make) the ZVFS file behind fd.  On success *filep holds one
  * reference.  Everything comes from fd: identity, xattr, access mode.
@@ -606,7 +599,7 @@ static int do_open(struct zvfsd_client *c, const struct zvfsd_ctl *m, int fd)
 	struct zvfs_msg_open_ok ok;
 	struct zvfs_file *file = NULL;
 	uint32_t rights = 0;
-	uint64_t handle = 0, t0 = mono_ns();
+	uint64_t handle = 0, t0 = zvfs_mono_ns();
 	const char *why;
 	int r;
 
@@ -627,7 +620,7 @@ static int do_open(struct zvfsd_client *c, const struct zvfsd_ctl *m, int fd)
 			zvfs_file_close(file);
 	}
 	zd.ctl.opens++;
-	zd.ctl.open_hist[zvfsd_hist_bucket(mono_ns() - t0)]++;
+	zd.ctl.open_hist[zvfsd_hist_bucket(zvfs_mono_ns() - t0)]++;
 	if (r < 0) {
 		/* ENODATA is the normal answer for a plain Linux file: not worth a line. */
 		if (r != -ENODATA)

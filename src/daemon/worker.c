@@ -28,6 +28,7 @@
 #include "util/log.h"
 
 #include "ipc/ring.h"
+#include "util/clock.h"
 
 /*
  * How often a sleeping worker looks at its stop flag.  Stopping also wakes it
@@ -95,14 +96,6 @@ int zvfsd_ring_add(struct zvfsd_client *c, int memfd, uint32_t data_size, uint32
 /* ---- 2. the worker --------------------------------------------------------------- */
 
 static int64_t execute(struct zvfsd_ring *ring, const struct zvfs_req *req, struct zvfs_resp *resp);
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void account(struct zvfsd_ring *ring, uint32_t op, uint64_t ns, bool err)
 {
@@ -186,7 +179,7 @@ static void *worker_main(void *arg)
 			zvfs_ring_wait(r, s, spin, ZVFS_SLEEP_DAEMON, IDLE_TIMEOUT_NS);
 			continue;
 		}
-		t0 = now_ns();
+		t0 = zvfs_mono_ns();
 		if (done_at)
 			quick = quick - quick / 8 + (t0 - done_at < zd.spin_ns ? 32 : 0);
 		busy = atomic_fetch_add_explicit(&zd.executing, 1, memory_order_relaxed) + 1;
@@ -211,7 +204,7 @@ static void *worker_main(void *arg)
 		follow_client(ring, &req, resp.busy);
 		memcpy(&r->resp, &resp, sizeof(resp));
 		/* Service time (copy, check, execute); the wakeup below is the client's wait. */
-		done_at = now_ns();
+		done_at = zvfs_mono_ns();
 		zvfs_ring_publish(r, ZVFS_RING_DONE, ZVFS_SLEEP_CLIENT);
 		account(ring, req.op, done_at - t0, resp.result < 0);
 	}

@@ -36,6 +36,7 @@
 
 #include "ipc/proto.h"
 #include "ipc/ring.h"
+#include "util/clock.h"
 
 #define ZP_SLEEP_NS	100000000ull /* one futex sleep; the daemon is checked after each */
 #define ZP_IDLE_SPIN_NS 150000ull    /* spin while the daemon is idle enough: ring_run() */
@@ -46,14 +47,6 @@ struct zp_file {
 	unsigned conn;	   /* g_conn when it was opened */
 	atomic_bool wrote; /* data or size changed since the last zp_remote_flush() */
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- 1. the connection ------------------------------------------------------------ */
 
@@ -259,7 +252,7 @@ static int connect_locked(void)
 		char raw[ZVFS_MSG_MAX];
 	} rep;
 	uint32_t replen = sizeof(rep);
-	uint64_t t = now_ns();
+	uint64_t t = zvfs_mono_ns();
 	int old = atomic_load(&g_sock);
 	int s, r, tfd = -1;
 
@@ -276,7 +269,7 @@ static int connect_locked(void)
 
 		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 			;
-		t = now_ns();
+		t = zvfs_mono_ns();
 	}
 	g_last_try = t;
 	if (old >= 0) {
