@@ -70,10 +70,10 @@ static void prep(long i)
 	X.data = (void *)(uintptr_t)(i + 1);
 }
 
-/* X equals ref, but for the key, which the kernel writes at submit */
-static bool same_iocb(const struct iocb *ref)
+/* cb equals ref, but for the key, which the kernel writes at submit */
+static bool same_iocb(const struct iocb *cb, const struct iocb *ref)
 {
-	struct iocb a = X, b = *ref;
+	struct iocb a = *cb, b = *ref;
 
 	a.key = b.key = 0;
 	return memcmp(&a, &b, sizeof(a)) == 0;
@@ -152,7 +152,7 @@ static void run(const char *name)
 			break;
 		bool before = atomic_load(&submitted) < i + 1;
 
-		if (!raw && !same_iocb(&expect)) {
+		if (!raw && !same_iocb(&X, &expect)) {
 			fail_once("iteration %ld: the reaped iocb is not the one submitted (fd %d)",
 				  i, X.aio_fildes);
 			break;
@@ -177,7 +177,7 @@ static void run(const char *name)
 		early += before;
 		while (atomic_load(&submitted) < i + 1 && !atomic_load(&stop))
 			sched_yield();
-		if (raw && !same_iocb(&expect)) {
+		if (raw && !same_iocb(&X, &expect)) {
 			fail_once("iteration %ld: the iocb prepared after its completion was "
 				  "overwritten (fd %d)",
 				  i, X.aio_fildes);
@@ -256,13 +256,12 @@ static void check_shapes(void)
 			break;
 		}
 		n = syscall(SYS_io_getevents, ctx, 1L, 1L, &ev, &ts);
-		X = cb; /* same_iocb() compares X */
 		if (n != 1 || ev.obj != &cb || ev.data != ref.data ||
 		    (long)ev.res != cases[i].want) {
 			printf("FAIL shapes: %s: %ld events, res %ld (want %ld)\n", cases[i].what,
 			       n, n == 1 ? (long)ev.res : 0L, cases[i].want);
 			ok = false;
-		} else if (!same_iocb(&ref)) {
+		} else if (!same_iocb(&cb, &ref)) {
 			printf("FAIL shapes: %s: the iocb was not put back (opcode %d, fd %d)\n",
 			       cases[i].what, cb.aio_lio_opcode, cb.aio_fildes);
 			ok = false;
