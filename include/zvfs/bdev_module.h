@@ -168,6 +168,8 @@ struct zvfs_bdev_file {
 };
 int zvfs_bdev_file_open(struct zvfs_bdev *bdev, const struct zvfs_bdev_spec *spec,
 			struct zvfs_bdev_file *file, char *errbuf, size_t errlen);
+/* Close what zvfs_bdev_file_open() opened (the fd leaves util/fdreg.h's registry). */
+void zvfs_bdev_file_close(struct zvfs_bdev_file *file);
 
 /*
  * Synchronous write_zeroes/discard/flush on a file or block device, for

@@ -325,7 +325,7 @@ static int aio_open(struct zvfs_bdev *bdev, const struct zvfs_bdev_spec *spec, c
 	return 0;
 
 err_close_fd:
-	close(dev->file.fd);
+	zvfs_bdev_file_close(&dev->file);
 err_free_dev:
 	free(dev);
 	return rc;
@@ -337,7 +337,7 @@ static void aio_close(struct zvfs_bdev *bdev)
 
 	if (!dev)
 		return;
-	close(dev->file.fd);
+	zvfs_bdev_file_close(&dev->file);
 	free(dev);
 	bdev->drv = NULL;
 }

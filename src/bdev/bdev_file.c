@@ -22,6 +22,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "util/fdreg.h"
+
 #ifndef STATX_DIOALIGN
 #define STATX_DIOALIGN 0x00002000U
 #endif
@@ -176,6 +178,9 @@ int zvfs_bdev_file_open(struct zvfs_bdev *bdev, const struct zvfs_bdev_spec *spe
 			unlink(path);
 		return open_errno(err, spec, errbuf, errlen);
 	}
+	/* High and registered: a program's dup2 onto a low number must not land on the store. */
+	file->fd = zvfs_fd_move_high(file->fd);
+	zvfs_fdreg_add(file->fd);
 	file->buffered = spec->buffered;
 	if (fstat(file->fd, &st) != 0) {
 		rc = open_errno(errno, spec, errbuf, errlen);
@@ -282,11 +287,19 @@ int zvfs_bdev_file_open(struct zvfs_bdev *bdev, const struct zvfs_bdev_spec *spe
 	return 0;
 
 err_close_fd:
-	close(file->fd);
-	file->fd = -1;
+	zvfs_bdev_file_close(file);
 	if (flags & O_CREAT)
 		unlink(path); /* created by this failed open: leave nothing behind */
 	return rc;
+}
+
+void zvfs_bdev_file_close(struct zvfs_bdev_file *file)
+{
+	if (file->fd < 0)
+		return;
+	zvfs_fdreg_del(file->fd);
+	close(file->fd);
+	file->fd = -1;
 }
 
 int zvfs_bdev_file_write_zeroes(struct zvfs_bdev_file *file, uint64_t offset, uint64_t len)

@@ -29,6 +29,7 @@
 
 #include "util/log.h"
 #include "util/clock.h"
+#include "util/fdreg.h"
 
 struct uring_dev {
 	struct zvfs_bdev_file file;
@@ -86,7 +87,7 @@ static void uring_close(struct zvfs_bdev *bdev)
 {
 	struct uring_dev *d = bdev->drv;
 
-	close(d->file.fd);
+	zvfs_bdev_file_close(&d->file);
 	free(d);
 }
 
@@ -119,6 +120,7 @@ static int uring_channel_create(struct zvfs_bdev_channel *ch)
 		return rc;
 	}
 	u->cap = p.cq_entries;
+	zvfs_fdreg_add(u->ring.ring_fd);
 	/* A registered file skips the per-request file reference count. */
 	if (io_uring_register_files(&u->ring, &d->file.fd, 1) == 0)
 		u->fixed_file = true;
@@ -150,6 +152,7 @@ static void uring_channel_destroy(struct zvfs_bdev_channel *ch)
 	 */
 	if (u->fixed_file)
 		io_uring_unregister_files(&u->ring);
+	zvfs_fdreg_del(u->ring.ring_fd);
 	io_uring_queue_exit(&u->ring);
 	free(u);
 	ch->drv = NULL;

@@ -700,43 +700,18 @@ void zp_core_shutdown(bool flush_stdio)
 /*
  * fd is about to be closed or replaced by the application (dup2 onto it,
  * close_range over it).  If it is one of the engine's own fds (the device,
- * an io_uring ring), put the store away cleanly first; ZVFS fds mount it
- * again on their next use.
+ * an io_uring ring: util/fdreg.h), put the store away cleanly first; ZVFS fds
+ * mount it again on their next use.  The log file just moves elsewhere.
  */
 void zp_core_protect_fd(int fd)
 {
-	char link[64];
-	char target[PATH_MAX];
-	char dev[PATH_MAX];
-	char canon[PATH_MAX];
-	const char *comma;
-	size_t n;
-	ssize_t len;
-
-	if (zp_remote()) {
+	if (zp_remote())
 		zp_remote_protect_fd(fd);
+	if (!zvfs_fdreg_has(fd) || zvfs_log_release_fd(fd))
 		return;
-	}
 	if (!atomic_load(&g_fs))
 		return;
-	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-	len = readlink(link, target, sizeof(target) - 1);
-	if (len <= 0)
-		return;
-	target[len] = '\0';
-	if (strcmp(target, "anon_inode:[io_uring]") != 0) {
-		comma = strchr(zp_cfg.device, ',');
-		n = comma ? (size_t)(comma - zp_cfg.device) : strlen(zp_cfg.device);
-		if (n >= sizeof(dev))
-			return;
-		memcpy(dev, zp_cfg.device, n);
-		dev[n] = '\0';
-		if (strcmp(target, dev) != 0 &&
-		    (realpath(dev, canon) == NULL || strcmp(target, canon) != 0))
-			return;
-	}
-	ZVFS_DEBUG("fd %d (%s) belongs to the engine and is being replaced: unmounting first", fd,
-		   target);
+	ZVFS_DEBUG("fd %d belongs to the engine and is being replaced: unmounting first", fd);
 	zp_core_shutdown(true);
 }
 

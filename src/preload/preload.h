@@ -62,6 +62,7 @@
 #include <unistd.h>
 
 #include "preload/backend.h"
+#include "util/fdreg.h"
 #include "util/log.h"
 #include "zvfs/fs.h"
 

@@ -394,9 +394,8 @@ ZP_EXPORT int close(int fd)
 	if (zp_bypass())
 		return ZP_REAL(close)(fd);
 	if (!forget_fd(fd)) {
-		/* Programs that close every fd close the daemon's socket too. */
-		if (zp_remote())
-			zp_remote_protect_fd(fd);
+		/* Programs that close every fd close the engine's (or the daemon socket) too. */
+		zp_core_protect_fd(fd);
 		return ZP_REAL(close)(fd);
 	}
 	r = ZP_REAL(close)(fd);
@@ -424,10 +423,12 @@ ZP_EXPORT int close_range(unsigned first, unsigned last, int flags)
 			if (forget_fd((int)fd) && fd <= 2)
 				zp_stdio_fd_changed((int)fd);
 		/*
-		 * The range may hold the engine's own fds (device, io_uring): put
-		 * the store away cleanly first; the fds left mount it again on use.
+		 * The range may hold the engine's own fds (device, io_uring, log):
+		 * the store is put away cleanly first; the fds left mount it again on use.
 		 */
-		zp_core_shutdown(true);
+		for (int fd = zvfs_fdreg_next((int)(first > INT_MAX ? INT_MAX : first));
+		     fd >= 0 && (unsigned)fd <= last; fd = zvfs_fdreg_next(fd + 1))
+			zp_core_protect_fd(fd);
 		if (zp_remote())
 			zp_remote_protect_range(first, last);
 	}

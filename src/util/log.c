@@ -10,6 +10,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "util/fdreg.h"
+
 /*
  * The log is linked into libzvfs.so, which defines open() and write() itself;
  * raw system calls keep a log line from re-entering the preload library (and
@@ -21,6 +23,22 @@ static atomic_int g_level = -1;
 static atomic_int g_fd = -1;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+/* ZVFS_LOG_FILE as read at start (the environment may change later) */
+static char g_path[4096];
+
+/* The log file opened at a high number and registered (util/fdreg.h); -1 on failure. */
+static int open_log_file(void)
+{
+	int f = (int)syscall(SYS_openat, AT_FDCWD, g_path,
+			     O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+	if (f < 0)
+		return -1;
+	f = zvfs_fd_move_high(f);
+	zvfs_fdreg_add(f);
+	return f;
+}
 
 static void log_init(void)
 {
@@ -34,10 +52,11 @@ static void log_init(void)
 				level = i;
 	}
 	v = getenv("ZVFS_LOG_FILE");
-	if (v && *v) {
-		int f = (int)syscall(SYS_openat, AT_FDCWD, v,
-				     O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (v && *v && strlen(v) < sizeof(g_path)) {
+		int f;
 
+		strcpy(g_path, v);
+		f = open_log_file();
 		if (f >= 0)
 			fd = f;
 	}
@@ -57,6 +76,25 @@ void zvfs_log_set_level(enum zvfs_log_level level)
 	if (atomic_load(&g_level) < 0)
 		log_init();
 	atomic_store(&g_level, (int)level);
+}
+
+bool zvfs_log_release_fd(int fd)
+{
+	int f;
+
+	if (fd == STDERR_FILENO || fd != atomic_load(&g_fd))
+		return false;
+	f = open_log_file();
+	/* none: stderr, rather than whatever the program puts on fd */
+	if (!atomic_compare_exchange_strong(&g_fd, &fd, f >= 0 ? f : STDERR_FILENO)) {
+		if (f >= 0) {
+			zvfs_fdreg_del(f);
+			syscall(SYS_close, f);
+		}
+		return true; /* another thread moved it already */
+	}
+	zvfs_fdreg_del(fd);
+	return true;
 }
 
 void zvfs_vlog(enum zvfs_log_level level, const char *fmt, va_list ap)

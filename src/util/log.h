@@ -11,6 +11,7 @@
 #define ZVFS_UTIL_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 
 enum zvfs_log_level {
 	ZVFS_LOG_ERROR = 0,
@@ -27,6 +28,12 @@ void zvfs_vlog(enum zvfs_log_level level, const char *fmt, va_list ap)
 /* Current threshold; messages above it are dropped. */
 enum zvfs_log_level zvfs_log_get_level(void);
 void zvfs_log_set_level(enum zvfs_log_level level);
+/*
+ * fd is about to be closed or replaced by the program (the preload library
+ * asks first): if it is the log file's, the log moves to a new descriptor of
+ * the same file.  True when fd was the log's.
+ */
+bool zvfs_log_release_fd(int fd);
 
 #define ZVFS_ERR(...)	zvfs_log(ZVFS_LOG_ERROR, __VA_ARGS__)
 #define ZVFS_WARN(...)	zvfs_log(ZVFS_LOG_WARN, __VA_ARGS__)

@@ -9,6 +9,11 @@ usage: pyio.py write DIR   exercise open modes, seek/tell/truncate, os.pread/
        pyio.py crash DIR   write and fsync DIR/durable.dat, then die by SIGKILL
                            holding the store (exit status 137 expected)
        pyio.py durable DIR a new process: durable.dat survived the kill
+       pyio.py fds DIR     dup2 a file outside DIR onto every other fd the
+                           process has (the library's device, rings, log,
+                           daemon socket), then close them all, writing and
+                           fsyncing DIR/fds.dat in between: the data is all
+                           there and the outside file stays empty
 Prints "ok NAME" / "FAIL NAME: why"; exit 0 when all passed, 1 otherwise.
 """
 import hashlib
@@ -235,9 +240,54 @@ def durable_phase(d):
           "short")
 
 
+def other_fds(keep):
+    fds = []
+    for n in os.listdir("/proc/self/fd"):
+        fd = int(n)
+        if fd > 2 and fd not in keep:
+            fds.append(fd)
+    return fds
+
+
+def fds_phase(d):
+    import tempfile
+    out = tempfile.mkdtemp()
+    victim = os.open(os.path.join(out, "victim"), os.O_RDWR | os.O_CREAT, 0o644)
+    path = os.path.join(d, "fds.dat")
+    f = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    chunk = [pattern(65536, i) for i in range(3)]
+    os.write(f, chunk[0])
+    os.fsync(f)
+    # A shell's "exec 4<>FILE" or a program's dup2 onto a number the library uses.
+    for fd in other_fds((f, victim)):
+        try:
+            os.dup2(victim, fd)
+        except OSError:
+            pass  # gone meanwhile (listdir's own fd)
+    os.write(f, chunk[1])
+    os.fsync(f)
+    # Daemons close every descriptor they did not open.
+    for fd in other_fds((f, victim)):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    os.write(f, chunk[2])
+    os.fsync(f)
+    os.close(f)
+    with open(path, "rb") as g:
+        got = g.read()
+    eq("fds: data written around dup2 and close of the library's fds",
+       hashlib.sha256(b"".join(chunk)).hexdigest(), hashlib.sha256(got).hexdigest())
+    eq("fds: the file put on the library's fds got nothing", 0, os.fstat(victim).st_size)
+    os.close(victim)
+    os.unlink(os.path.join(out, "victim"))
+    os.rmdir(out)
+
+
 if __name__ == "__main__":
     phases = {"write": write_phase, "verify": verify_phase, "crash": crash_phase,
-              "durable": durable_phase}
+              "durable": durable_phase, "fds": fds_phase}
     if len(sys.argv) != 3 or sys.argv[1] not in phases:
         print(__doc__)
         sys.exit(1)

@@ -19,4 +19,9 @@ zt_eq "large.dat size without the library" \
 zt_run "$py" "$pyio" crash "$D"
 zt_eq "python: killed by SIGKILL" 137 "$?"
 zt_check "python: fsync'ed data after SIGKILL (new process)" zt_run "$py" "$pyio" durable "$D"
+# The library's own descriptors replaced or closed by the program (an unnoticed
+# dup2 over the device fd once wrote the store into the program's file).
+zt_check "python: dup2 over / close of the library's fds" zt_run "$py" "$pyio" fds "$D"
+zt_check "python: fds.dat from a new process" zt_run "$py" -c \
+	'import sys; d = open(sys.argv[1], "rb").read(); sys.exit(len(d) != 3 * 65536)' "$D/fds.dat"
 zt_finish
