@@ -946,6 +946,15 @@ static int t_killed_client(int fds_before)
 	waitpid(pid, &st, 0);
 	CHECK(WIFSIGNALED(st), "child exited on its own: %d", st);
 	CHECK(wait_idle(text) == 0, "still held after the client died:\n%s", text);
+	/*
+	 * Leaking is about where it settles: poll this count too.  It was seen once at 1 with
+	 * clients, handles, rings and reaping all idle, under load (cause not found); a file
+	 * really left open still fails here after 10 s.
+	 */
+	for (int i = 0; i < 1000 && stat_num(text, "files open") != 0; i++) {
+		pause_ms(10);
+		CHECK(cl_stats(text) == 0, "stats");
+	}
 	CHECK(stat_num(text, "files open") == 0, "files open:\n%s", text);
 	CHECK(stat_num(text, "polled-reads") >= 0, "no device line:\n%s", text);
 	CHECK(wait_fds(fds_before) == 0, "daemon fds %d, were %d", count_fds(g_daemon), fds_before);
