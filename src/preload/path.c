@@ -62,15 +62,14 @@ bool zp_path_passthrough(const char *name)
 	return false;
 }
 
-int zp_path_new_is_zvfs(int dirfd, const char *path)
+int zp_path_parent(int dirfd, const char *path, char *canon, char *name)
 {
 	char parent[PATH_MAX + 64];
-	char canon[PATH_MAX];
 	const char *base;
-	size_t plen;
+	size_t plen, blen;
 	size_t len = strlen(path);
 
-	/* Trailing slashes name a directory, never a new regular file. */
+	/* Trailing slashes name a directory; the last component is still the name. */
 	while (len > 1 && path[len - 1] == '/')
 		len--;
 	if (len >= PATH_MAX)
@@ -102,18 +101,25 @@ int zp_path_new_is_zvfs(int dirfd, const char *path)
 		if (n < 0 || (size_t)n >= sizeof(parent))
 			return -ENAMETOOLONG;
 	}
+	blen = len - (size_t)(base - path);
+	if (blen > NAME_MAX)
+		return -ENAMETOOLONG;
 	if (realpath(parent, canon) == NULL)
 		return -errno;
+	memcpy(name, base, blen);
+	name[blen] = '\0';
+	return 0;
+}
+
+int zp_path_new_is_zvfs(int dirfd, const char *path)
+{
+	char canon[PATH_MAX];
+	char name[NAME_MAX + 1];
+	int r = zp_path_parent(dirfd, path, canon, name);
+
+	if (r < 0)
+		return r;
 	if (!zp_path_in_mount(canon))
 		return 0;
-	{
-		char name[NAME_MAX + 1];
-		size_t blen = len - (size_t)(base - path);
-
-		if (blen > NAME_MAX)
-			return -ENAMETOOLONG;
-		memcpy(name, base, blen);
-		name[blen] = '\0';
-		return zp_path_passthrough(name) ? 0 : 1;
-	}
+	return zp_path_passthrough(name) ? 0 : 1;
 }

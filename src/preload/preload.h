@@ -441,6 +441,12 @@ int zp_fd_path(int fd, char *buf, size_t len);
  */
 int zp_path_new_is_zvfs(int dirfd, const char *path);
 
+/*
+ * The canonical path of path's parent directory (PATH_MAX bytes) and its last
+ * component (NAME_MAX + 1 bytes); -errno when the parent cannot be resolved.
+ */
+int zp_path_parent(int dirfd, const char *path, char *canon, char *name);
+
 /* Base name matches a ZVFS_PASSTHROUGH pattern. */
 bool zp_path_passthrough(const char *name);
 

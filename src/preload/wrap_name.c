@@ -158,12 +158,56 @@ ZP_EXPORT int remove(const char *path)
 	return r;
 }
 
+/*
+ * Would giving old the name new take ZVFS data out of every mount?  Its bytes
+ * are in the store, so the name outside would be an empty placeholder (and
+ * fsck would call the blob an orphan).  Such a move gets the kernel's answer
+ * for two file systems, EXDEV, and mv (like most programs) then copies.  old
+ * is a ZVFS file or a directory in a mount (it may hold some); new's parent
+ * is outside.  Symbolic links and files without data in ZVFS move freely.
+ */
+static bool leaves_mount(int olddirfd, const char *oldpath, int newdirfd, const char *newpath)
+{
+	char canon[PATH_MAX], name[NAME_MAX + 1], src[PATH_MAX + NAME_MAX + 2];
+	struct stat st;
+	int saved = errno;
+	bool r = false;
+
+	ZP_ENTER();
+	/*
+	 * The kernel looks at both paths first: a bad pointer is its EFAULT, not
+	 * our fault (strlen), and a missing old name its ENOENT.
+	 */
+	if (ZP_REAL(fstatat)(olddirfd, oldpath, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    (ZP_REAL(fstatat)(newdirfd, newpath, &st, AT_SYMLINK_NOFOLLOW) == 0 ||
+	     errno != EFAULT) &&
+	    zp_path_parent(newdirfd, newpath, canon, name) == 0 && !zp_path_in_mount(canon) &&
+	    zp_path_parent(olddirfd, oldpath, canon, name) == 0 && zp_path_in_mount(canon)) {
+		snprintf(src, sizeof(src), "%s/%s", strcmp(canon, "/") != 0 ? canon : "", name);
+		if (ZP_REAL(fstatat)(AT_FDCWD, src, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			r = S_ISDIR(st.st_mode) ||
+			    (S_ISREG(st.st_mode) && lgetxattr(src, ZVFS_FS_XATTR, NULL, 0) >= 0);
+	}
+	ZP_LEAVE();
+	errno = saved;
+	if (r)
+		ZVFS_DEBUG("%s -> %s: ZVFS data cannot leave the mount by a new name (EXDEV)",
+			   oldpath, newpath);
+	return r;
+}
+
 static int do_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
 			unsigned flags, int how)
 {
 	struct victim v = {.zvfs = false, .pfd = -1};
 	int saved = errno;
 	int r;
+
+	if (leaves_mount(olddirfd, oldpath, newdirfd, newpath) ||
+	    ((flags & RENAME_EXCHANGE) && leaves_mount(newdirfd, newpath, olddirfd, oldpath))) {
+		errno = EXDEV;
+		return -1;
+	}
 
 	if (!(flags & (RENAME_EXCHANGE | RENAME_NOREPLACE))) {
 		struct stat ost;
@@ -225,15 +269,54 @@ ZP_EXPORT int renameat2(int olddirfd, const char *oldpath, int newdirfd, const c
 	return do_renameat2(olddirfd, oldpath, newdirfd, newpath, flags, 2);
 }
 
-/* Hard links share the inode and so the xattr: nothing for ZVFS to do. */
+/*
+ * Hard links share the inode and so the xattr: inside the mounts nothing for
+ * ZVFS to do.  A link outside them would be a name without the data (EXDEV).
+ */
 ZP_EXPORT int link(const char *oldpath, const char *newpath)
 {
+	if (!zp_bypass() && leaves_mount(AT_FDCWD, oldpath, AT_FDCWD, newpath)) {
+		errno = EXDEV;
+		return -1;
+	}
 	return ZP_REAL(link)(oldpath, newpath);
 }
 
 ZP_EXPORT int linkat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
 		     int flags)
 {
+	int saved = errno;
+	struct stat st;
+	bool out, fdlink = false;
+
+	if (zp_bypass())
+		return ZP_REAL(linkat)(olddirfd, oldpath, newdirfd, newpath, flags);
+	/* the kernel judges the pointer first (EFAULT) */
+	if (flags & AT_EMPTY_PATH)
+		fdlink = ZP_REAL(fstatat)(olddirfd, oldpath, &st,
+					  AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 &&
+			 oldpath[0] == '\0';
+	errno = saved;
+	if (!fdlink) {
+		out = leaves_mount(olddirfd, oldpath, newdirfd, newpath);
+	} else {
+		/* Linking an open descriptor: a ZVFS one may not get a name outside. */
+		struct zp_ofd *ofd = zp_fd_get(olddirfd);
+		char canon[PATH_MAX], name[NAME_MAX + 1];
+
+		out = ofd &&
+		      (ZP_REAL(fstatat)(newdirfd, newpath, &st, AT_SYMLINK_NOFOLLOW) == 0 ||
+		       errno != EFAULT) &&
+		      zp_path_parent(newdirfd, newpath, canon, name) == 0 &&
+		      !zp_path_in_mount(canon);
+		if (ofd)
+			zp_ofd_put(ofd);
+		errno = saved;
+	}
+	if (out) {
+		errno = EXDEV;
+		return -1;
+	}
 	return ZP_REAL(linkat)(olddirfd, oldpath, newdirfd, newpath, flags);
 }
 

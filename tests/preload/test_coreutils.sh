@@ -260,4 +260,32 @@ zt_check "cp -a keeps the content" zt_run cp -a "$D/sub" "$D/sub2"
 zt_eq "cp -a content" "$src_sum" "$(zt_zsum "$D/sub2/catin")"
 zt_check "rm -r" zt_run rm -r "$D/sub2"
 
+# ---- out of the mount --------------------------------------------------------------
+# A ZVFS file's bytes are in the store: renamed or linked to a name outside the
+# mounts, that name would be an empty placeholder.  rename and link answer EXDEV
+# there, and mv copies (on the plain target this is an ordinary move).
+mkdir -p "$T/out" "$D/tree"
+zt_sh 'printf precious > "$1"; printf inner > "$2"' "$D/leaving" "$D/tree/f"
+zt_check "mv of a file out of the directory" zt_run mv "$D/leaving" "$T/out/leaving"
+zt_eq "moved out: the bytes are there without the library" precious "$(cat "$T/out/leaving")"
+zt_check "mv of a directory out" zt_run mv "$D/tree" "$T/out/tree"
+zt_eq "directory moved out: its file without the library" inner "$(cat "$T/out/tree/f")"
+zt_sh 'printf linked > "$1"' "$D/tolink"
+if [ "$ZT_TARGET" = mount ]; then
+	zt_eq "ln to a name outside the mount: EXDEV" 1 \
+		"$(zt_run python3 -c 'import os, sys
+try:
+    os.link(sys.argv[1], sys.argv[2])
+    print(0)
+except OSError as e:
+    print(int(e.errno == 18))' "$D/tolink" "$T/out/tolink")"
+	zt_check "nothing was linked outside" test ! -e "$T/out/tolink"
+	zt_sh 'printf back > "$1"' "$T/out/in"
+	zt_check "mv of a plain file into the mount" zt_run mv "$T/out/in" "$D/in"
+	zt_eq "moved in: readable through the library" back "$(zt_run cat "$D/in")"
+else
+	zt_check "ln to a name outside the directory" zt_run ln "$D/tolink" "$T/out/tolink"
+fi
+rm -rf "$T/out"
+
 zt_finish
