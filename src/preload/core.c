@@ -324,6 +324,13 @@ void zp_resolve(void)
 	R(fstatat);
 	R(fstatat64);
 	R(statx);
+	R(futimens);
+	R(utimensat);
+	R(futimes);
+	R(futimesat);
+	R(utimes);
+	R(lutimes);
+	R(utime);
 	*(void **)&zp_real.__fxstat = old_sym("__fxstat");
 	*(void **)&zp_real.__fxstat64 = old_sym("__fxstat64");
 	*(void **)&zp_real.__xstat = old_sym("__xstat");

@@ -57,9 +57,11 @@
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <utime.h>
 
 #include "preload/backend.h"
 #include "util/fdreg.h"
@@ -181,6 +183,14 @@ struct zp_real {
 	int (*__lxstat64)(int, const char *, struct stat *);
 	int (*__fxstatat)(int, int, const char *, struct stat *, int);
 	int (*__fxstatat64)(int, int, const char *, struct stat *, int);
+	/* timestamps */
+	int (*futimens)(int, const struct timespec[2]);
+	int (*utimensat)(int, const char *, const struct timespec[2], int);
+	int (*futimes)(int, const struct timeval[2]);
+	int (*futimesat)(int, const char *, const struct timeval[2]);
+	int (*utimes)(const char *, const struct timeval[2]);
+	int (*lutimes)(const char *, const struct timeval[2]);
+	int (*utime)(const char *, const struct utimbuf *);
 	/* sync */
 	int (*fsync)(int);
 	int (*fdatasync)(int);

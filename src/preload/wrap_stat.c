@@ -10,6 +10,7 @@
  *   2. stat       fstat, stat, lstat, fstatat (+64)
  *   3. statx
  *   4. old names  __fxstat, __xstat, __lxstat, __fxstatat (+64)
+ *   5. times      futimens, utimensat, futimes, futimesat, utimes, lutimes, utime
  *
  * The real call always goes first: it checks the path (EFAULT, ENOENT,
  * EACCES) and fills every field; ZVFS only corrects st_size and st_blocks.
@@ -25,6 +26,9 @@
 #include "preload/preload.h"
 
 #include <sys/sysmacros.h>
+
+/* fdtable.c: the ofd at fd with a reference, without reviving a stale one */
+struct zp_ofd *zp_core_fd_peek(int fd);
 
 /* The 64 variants take struct stat64, which on LP64 is struct stat. */
 _Static_assert(sizeof(struct stat) == sizeof(struct stat64), "struct stat64 differs");
@@ -389,4 +393,84 @@ ZP_EXPORT int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *
 	if (r == 0 && !zp_bypass())
 		fill_at(dirfd, path, flags, st);
 	return r;
+}
+
+/* ---- 5. times ------------------------------------------------------------------------- */
+
+/*
+ * Setting a ZVFS file's times: a size change not yet on the placeholder goes
+ * there first.  Its ftruncate moves the mtime, and done later (at close) it
+ * would undo the times just set: cp -p, install -p and gzip set them through
+ * the open descriptor before closing it.  By path (which may name a file open
+ * here, under any name), every such pending change goes first.
+ */
+static void times_settle(int fd)
+{
+	int saved = errno;
+
+	if (zp_bypass())
+		return;
+	if (fd >= 0) {
+		struct zp_ofd *ofd = zp_fd_get(fd);
+
+		if (ofd) {
+			zp_placeholder_sync(fd, ofd);
+			zp_ofd_put(ofd);
+		}
+	} else {
+		int limit = zp_fd_limit();
+
+		for (int i = 0; i < limit; i++) {
+			struct zp_ofd *ofd = zp_core_fd_peek(i);
+
+			if (ofd) {
+				zp_placeholder_sync(i, ofd);
+				zp_ofd_put(ofd);
+			}
+		}
+	}
+	errno = saved;
+}
+
+ZP_EXPORT int futimens(int fd, const struct timespec times[2])
+{
+	times_settle(fd);
+	return ZP_REAL(futimens)(fd, times);
+}
+
+ZP_EXPORT int utimensat(int dirfd, const char *path, const struct timespec times[2], int flags)
+{
+	/* "" with AT_EMPTY_PATH names dirfd itself (the kernel judges a bad pointer) */
+	times_settle((flags & AT_EMPTY_PATH) ? dirfd : -1);
+	return ZP_REAL(utimensat)(dirfd, path, times, flags);
+}
+
+ZP_EXPORT int futimes(int fd, const struct timeval tv[2])
+{
+	times_settle(fd);
+	return ZP_REAL(futimes)(fd, tv);
+}
+
+ZP_EXPORT int futimesat(int dirfd, const char *path, const struct timeval tv[2])
+{
+	times_settle(-1);
+	return ZP_REAL(futimesat)(dirfd, path, tv);
+}
+
+ZP_EXPORT int utimes(const char *path, const struct timeval tv[2])
+{
+	times_settle(-1);
+	return ZP_REAL(utimes)(path, tv);
+}
+
+ZP_EXPORT int lutimes(const char *path, const struct timeval tv[2])
+{
+	times_settle(-1);
+	return ZP_REAL(lutimes)(path, tv);
+}
+
+ZP_EXPORT int utime(const char *path, const struct utimbuf *times)
+{
+	times_settle(-1);
+	return ZP_REAL(utime)(path, times);
 }

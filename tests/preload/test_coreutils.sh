@@ -260,6 +260,20 @@ zt_check "cp -a keeps the content" zt_run cp -a "$D/sub" "$D/sub2"
 zt_eq "cp -a content" "$src_sum" "$(zt_zsum "$D/sub2/catin")"
 zt_check "rm -r" zt_run rm -r "$D/sub2"
 
+# ---- times set through the descriptor ----------------------------------------------
+# cp -p and gzip set the times on the open file before closing it; the size
+# the close puts on the placeholder must not move them again.
+printf stamped > "$T/stamped" && touch -d 2001-02-03 "$T/stamped"
+old_mtime=$(stat -c %Y "$T/stamped")
+zt_check "cp -p" zt_run cp -p "$T/stamped" "$D/stamped"
+zt_eq "cp -p kept the mtime" "$old_mtime" "$(stat -c %Y "$D/stamped")"
+zt_eq "cp -p content" stamped "$(zt_run cat "$D/stamped")"
+zt_check "gzip" zt_run gzip "$D/stamped"
+zt_eq "gzip kept the mtime" "$old_mtime" "$(stat -c %Y "$D/stamped.gz")"
+zt_eq "gzip content" stamped "$(zt_run zcat "$D/stamped.gz")"
+zt_sh 'exec 3>"$1"; printf 0123456789 >&3; touch -d 2001-02-03 "$1"; exec 3>&-' "$D/touched"
+zt_eq "touch by name while open for writing" "$old_mtime" "$(stat -c %Y "$D/touched")"
+
 # ---- out of the mount --------------------------------------------------------------
 # A ZVFS file's bytes are in the store: renamed or linked to a name outside the
 # mounts, that name would be an empty placeholder.  rename and link answer EXDEV
