@@ -190,6 +190,19 @@ int zvfs_file_close(struct zvfs_file *file);
  */
 int zvfs_fs_file_remove(struct zvfs_fs *fs, const void *xattr, size_t xlen,
 			const struct zvfs_fs_ino *ino);
+/*
+ * The same when another process still has the placeholder open (direct mode:
+ * its handles are in its own engine): an open file here is deleted at its
+ * last close as above, a file without handles here is left for the other
+ * process's last close (zvfs_file_set_unlinked()).
+ */
+int zvfs_fs_file_remove_shared(struct zvfs_fs *fs, const void *xattr, size_t xlen,
+			       const struct zvfs_fs_ino *ino);
+/*
+ * Whether file's last close here deletes its blob: set when its last name is
+ * gone and no other process has it open, cleared while one still has.
+ */
+void zvfs_file_set_unlinked(struct zvfs_file *file, bool unlinked);
 
 /*
  * The placeholder's identity changed (not by rename or link, which keep the

@@ -888,8 +888,30 @@ int zvfs_file_close(struct zvfs_file *file)
 	return rc;
 }
 
+static int file_remove(struct zvfs_fs *fs, const void *xattr, size_t xlen,
+		       const struct zvfs_fs_ino *ino, bool open_elsewhere);
+
 int zvfs_fs_file_remove(struct zvfs_fs *fs, const void *xattr, size_t xlen,
 			const struct zvfs_fs_ino *ino)
+{
+	return file_remove(fs, xattr, xlen, ino, false);
+}
+
+int zvfs_fs_file_remove_shared(struct zvfs_fs *fs, const void *xattr, size_t xlen,
+			       const struct zvfs_fs_ino *ino)
+{
+	return file_remove(fs, xattr, xlen, ino, true);
+}
+
+void zvfs_file_set_unlinked(struct zvfs_file *file, bool unlinked)
+{
+	pthread_mutex_lock(&file->fs->lock);
+	file->unlinked = unlinked;
+	pthread_mutex_unlock(&file->fs->lock);
+}
+
+static int file_remove(struct zvfs_fs *fs, const void *xattr, size_t xlen,
+		       const struct zvfs_fs_ino *ino, bool open_elsewhere)
 {
 	struct zvfs_blob *blob;
 	struct zvfs_file *f;
@@ -909,13 +931,15 @@ int zvfs_fs_file_remove(struct zvfs_fs *fs, const void *xattr, size_t xlen,
 			rc = -ESTALE;
 		} else if (f->handles) {
 			f->unlinked = true;
-		} else {
+		} else if (!open_elsewhere) {
 			lru_remove(fs, f);
 			table_remove(fs, f);
 			rc = file_destroy(fs, f, true);
 		}
 		goto out_unlock;
 	}
+	if (open_elsewhere)
+		goto out_unlock; /* the last close elsewhere deletes it */
 	rc = blob_open_checked(fs, id, gen, ino, &blob, &size);
 	if (rc < 0)
 		goto out_unlock;

@@ -42,9 +42,11 @@ struct zp_backend {
 	 * The placeholder has lost a name (unlink, rename over it): free its blob
 	 * if that was the last.  pfd: an fd of the victim opened before the name
 	 * went (O_PATH; -1 when the backend does not need one), xattr/ino: what
-	 * it carried.
+	 * it carried.  shared: another process has it open (direct mode, which
+	 * cannot see its handles: that process's last close frees it then).
 	 */
-	int (*remove)(int pfd, const void *xattr, size_t xlen, const struct zvfs_fs_ino *ino);
+	int (*remove)(int pfd, const void *xattr, size_t xlen, const struct zvfs_fs_ino *ino,
+		      bool shared);
 	/* Drop one handle. */
 	int (*close)(struct zp_file *file);
 	/* The handle died with its mount or connection: free what the client holds, nothing more. */
@@ -169,6 +171,9 @@ void zp_remote_protect_fd(int fd);
  * (A write-back alone would not do: the size is persisted only by a sync.)
  */
 int zp_remote_flush(struct zp_file *file);
+/* Direct mode: whether f's last close here frees its blob (zvfs_file_set_unlinked()). */
+void zp_local_set_unlinked(struct zp_file *f, bool unlinked);
+
 /* As zp_remote_protect_fd() for close_range(first, last). */
 void zp_remote_protect_range(unsigned first, unsigned last);
 

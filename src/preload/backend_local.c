@@ -58,7 +58,8 @@ static int l_create(int fd, const struct stat *st, struct zp_file **filep)
 	return 0;
 }
 
-static int l_remove(int pfd, const void *xattr, size_t xlen, const struct zvfs_fs_ino *ino)
+static int l_remove(int pfd, const void *xattr, size_t xlen, const struct zvfs_fs_ino *ino,
+		    bool shared)
 {
 	struct zvfs_fs *fs;
 	int err = -EIO;
@@ -67,7 +68,13 @@ static int l_remove(int pfd, const void *xattr, size_t xlen, const struct zvfs_f
 	fs = zp_engine(&err);
 	if (!fs)
 		return err;
-	return zvfs_fs_file_remove(fs, xattr, xlen, ino);
+	return shared ? zvfs_fs_file_remove_shared(fs, xattr, xlen, ino)
+		      : zvfs_fs_file_remove(fs, xattr, xlen, ino);
+}
+
+void zp_local_set_unlinked(struct zp_file *f, bool unlinked)
+{
+	zvfs_file_set_unlinked(F(f), unlinked);
 }
 
 static int l_close(struct zp_file *f)

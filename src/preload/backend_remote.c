@@ -753,10 +753,13 @@ static int r_create(int fd, const struct stat *st, struct zp_file **filep)
 	return open_fd(fd, ZVFS_OPEN_CREATE, filep);
 }
 
-static int r_remove(int pfd, const void *xattr, size_t xlen, const struct zvfs_fs_ino *ino)
+static int r_remove(int pfd, const void *xattr, size_t xlen, const struct zvfs_fs_ino *ino,
+		    bool shared)
 {
 	char none[1];
 	uint32_t n = 0;
+
+	(void)shared; /* zvfsd sees every handle */
 
 	(void)xattr;
 	(void)xlen;

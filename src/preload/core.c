@@ -639,6 +639,8 @@ static void sync_fds_to_kernel(void)
 		if (!ofd)
 			continue;
 		if (!zp_ofd_stale(ofd)) {
+			if (atomic_load(&g_exiting))
+				zp_settle_unlinked(fd, ofd);
 			pthread_mutex_lock(&ofd->pos_lock);
 			if (!ofd->shared)
 				ZP_REAL(lseek)(fd, (off_t)ofd->pos, SEEK_SET);

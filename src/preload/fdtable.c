@@ -634,3 +634,36 @@ void zp_ofd_pos_unreserve(struct zp_ofd *ofd, uint64_t n)
 	/* Not atomic with the reservation: another process may have moved on meanwhile. */
 	(void)ZP_REAL(lseek)(k, -(off_t)n, SEEK_CUR);
 }
+
+/* ---- 6. other processes' opens ---------------------------------------------------------- */
+
+void zp_settle_unlinked(int fd, struct zp_ofd *ofd)
+{
+	int saved = errno;
+	struct stat st;
+	int e;
+
+	if (zp_remote() || zp_ofd_stale(ofd) || ZP_REAL(fstat)(fd, &st) != 0 || st.st_nlink != 0)
+		return;
+	e = zp_open_elsewhere(fd);
+	if (e >= 0) {
+		ZP_ENTER();
+		zp_local_set_unlinked(ofd->file, e == 0);
+		ZP_LEAVE();
+	}
+	errno = saved;
+}
+
+int zp_open_elsewhere(int fd)
+{
+	/*
+	 * The kernel grants a write lease only when fd's open is the file's only
+	 * one (it compares the inode's reader and writer counts with fd's own),
+	 * which no other call tells a process.  Granted, it is dropped at once.
+	 */
+	if (syscall(SYS_fcntl, fd, F_SETLEASE, F_WRLCK) == 0) {
+		syscall(SYS_fcntl, fd, F_SETLEASE, F_UNLCK);
+		return 0;
+	}
+	return errno == EAGAIN ? 1 : -errno;
+}

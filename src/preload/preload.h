@@ -436,6 +436,22 @@ int zp_placeholder_sync(int fd, struct zp_ofd *ofd);
  */
 int zp_placeholder_sync_lazy(int fd, struct zp_ofd *ofd);
 
+/*
+ * Does an open of fd's file exist besides fd's own (in any process, this one
+ * included)?  1 yes, 0 no, -errno when the kernel cannot tell us (a file
+ * this user does not own, without CAP_LEASE; leases disabled).
+ */
+int zp_open_elsewhere(int fd);
+
+/*
+ * Direct mode, fd (of ofd) about to close for good (close, exit): its file
+ * has lost its last name, maybe in another process (rm run by a shell that
+ * holds "exec 3<f"), which then left the blob to the last close.  The
+ * handle's end frees it if no other open of the file is left anywhere, and
+ * keeps it while one is.  Not at exec or fork: the open lives on there.
+ */
+void zp_settle_unlinked(int fd, struct zp_ofd *ofd);
+
 /* ---- paths (path.c) ------------------------------------------------------------------ */
 
 /* abs (canonical, absolute) is a mount prefix or below one, by whole components. */

@@ -387,12 +387,33 @@ static bool forget_fd(int fd)
 	return true;
 }
 
+/* Direct mode: a ZVFS fd about to close decides its unlinked file's fate (fdtable.c). */
+static void settle_unlinked(int fd)
+{
+	int saved = errno;
+	struct zp_ofd *ofd;
+
+	if (zp_remote())
+		return;
+	ofd = zp_core_fd_peek(fd);
+	if (!ofd)
+		return;
+	zp_ofd_put(ofd);
+	ofd = zp_fd_get(fd); /* mounts the store again if a fork put it away */
+	if (ofd) {
+		zp_settle_unlinked(fd, ofd);
+		zp_ofd_put(ofd);
+	}
+	errno = saved;
+}
+
 ZP_EXPORT int close(int fd)
 {
 	int r;
 
 	if (zp_bypass())
 		return ZP_REAL(close)(fd);
+	settle_unlinked(fd);
 	if (!forget_fd(fd)) {
 		/* Programs that close every fd close the engine's (or the daemon socket) too. */
 		zp_core_protect_fd(fd);

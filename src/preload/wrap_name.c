@@ -30,7 +30,8 @@ struct victim {
 	struct zvfs_fs_ino ino;
 	size_t xlen;
 	char xattr[ZVFS_FS_XATTR_MAX + 1];
-	int pfd; /* daemon mode: O_PATH fd of the victim, for REMOVE once the name is gone */
+	int pfd;     /* daemon mode: O_PATH fd of the victim, for REMOVE once the name is gone */
+	bool shared; /* direct mode: open (maybe) in another process, whose engine we cannot see */
 };
 
 /*
@@ -47,6 +48,7 @@ static int inspect(int dirfd, const char *path, struct victim *v)
 
 	v->zvfs = false;
 	v->pfd = -1;
+	v->shared = false;
 	if (ZP_REAL(fstatat)(dirfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	if (!S_ISREG(st.st_mode))
@@ -73,6 +75,22 @@ static int inspect(int dirfd, const char *path, struct victim *v)
 		v->pfd = ZP_REAL(openat)(dirfd, path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 		if (v->pfd < 0)
 			v->zvfs = false;
+	} else if (v->nlink == 1) {
+		/*
+		 * Direct mode: a process that inherited or opened the file (a shell's
+		 * "exec 3<f" before "rm f") holds it in an engine of its own.  Only the
+		 * kernel knows; if anyone else may have it open, the blob is left to
+		 * the last close (close() in wrap_fd.c sees the name gone).
+		 */
+		int fd = ZP_REAL(openat)(dirfd, path,
+					 O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+		if (fd < 0)
+			fd = ZP_REAL(openat)(dirfd, path,
+					     O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		v->shared = fd < 0 || zp_open_elsewhere(fd) != 0;
+		if (fd >= 0)
+			ZP_REAL(close)(fd);
 	}
 	return 0;
 }
@@ -93,7 +111,7 @@ static void bury(const struct victim *v, const char *path)
 	if (!v->zvfs || v->nlink > 1)
 		return;
 	ZP_ENTER();
-	r = zp_be->remove(v->pfd, v->xattr, v->xlen, &v->ino);
+	r = zp_be->remove(v->pfd, v->xattr, v->xlen, &v->ino, v->shared);
 	if (r == -ESTALE || r == -EXDEV || r == -EUCLEAN)
 		ZVFS_DEBUG("%s removed; its xattr named no blob of this store for it (%s)", path,
 			   strerror(-r)); /* a copied or stale xattr: nothing of ours leaked */

@@ -260,6 +260,19 @@ zt_check "cp -a keeps the content" zt_run cp -a "$D/sub" "$D/sub2"
 zt_eq "cp -a content" "$src_sum" "$(zt_zsum "$D/sub2/catin")"
 zt_check "rm -r" zt_run rm -r "$D/sub2"
 
+# ---- unlinked by another process while open ---------------------------------------------
+# rm (a child of the shell) removes a file the shell holds open: the data stays
+# readable through the shell's descriptor, and its close frees the space.
+zt_eq "rm in a child while the shell holds the file" "[kept]" \
+	"$(zt_sh 'printf "kept\n" > "$1"; exec 3<"$1"; rm "$1"; read -r x <&3; echo "[$x]"; exec 3<&-' "$D/held")"
+zt_check "the same, read-write: a write after the rm succeeds" \
+	zt_sh 'exec 3<>"$1"; rm "$1"; echo hi >&3 || exit 1; exec 3<&-' "$D/held2"
+if [ "$ZT_TARGET" = mount ] && [ "$ZT_MODE" != daemon ]; then
+	# (the daemon holds its store: zt_fsck checks at the end)
+	zt_eq "their space was freed: no orphan blob" 0 \
+		"$("$ZT_ZVFS" fsck "$T/store.img" --mount "$M" -n -P 2>&1 | grep -c '^warning: orphan blob')"
+fi
+
 # ---- times set through the descriptor ----------------------------------------------
 # cp -p and gzip set the times on the open file before closing it; the size
 # the close puts on the placeholder must not move them again.
