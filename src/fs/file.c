@@ -1267,6 +1267,33 @@ int zvfs_file_truncate(struct zvfs_file *f, uint64_t size)
 	return rc;
 }
 
+/*
+ * Would allocating [off, end) of f fit in the store now?  Blobs are thin and
+ * a cluster is taken only when written, so fallocate reserves nothing; but a
+ * request that cannot fit at all fails here (ENOSPC), as on a file system,
+ * rather than succeeding and failing the writes later.  f->mu held.
+ */
+static int space_check(struct zvfs_file *f, uint64_t off, uint64_t end)
+{
+	uint64_t cl = f->fs->cl_size, c = off / cl, last = (end + cl - 1) / cl, missing = 0;
+	struct zvfs_bs_stats st;
+
+	while (c < last) {
+		uint64_t a;
+
+		if (c >= f->ncl || zvfs_blob_next_allocated(f->blob, c, &a) < 0 || a >= last) {
+			missing += last - c;
+			break;
+		}
+		missing += a - c;
+		if (zvfs_blob_next_unallocated(f->blob, a, &c) < 0)
+			break;
+	}
+	if (missing == 0 || zvfs_bs_get_stats(f->fs->bs, &st) < 0)
+		return 0;
+	return missing > st.free_clusters ? -ENOSPC : 0;
+}
+
 int zvfs_file_fallocate(struct zvfs_file *f, int mode, uint64_t off, uint64_t len)
 {
 	bool keep = mode & FALLOC_FL_KEEP_SIZE;
@@ -1286,7 +1313,9 @@ int zvfs_file_fallocate(struct zvfs_file *f, int mode, uint64_t off, uint64_t le
 	pthread_mutex_lock(&f->mu);
 	io_drain(f, DRAIN_ALL);
 	size = atomic_load_explicit(&f->size, memory_order_relaxed);
-	if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))
+	if (!(mode & FALLOC_FL_PUNCH_HOLE))
+		rc = space_check(f, off, end);
+	if (rc == 0 && (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)))
 		rc = zero_range(f, off, min_u64(end, size));
 	if (rc == 0 && !(mode & FALLOC_FL_PUNCH_HOLE))
 		rc = ensure_cap(f, end);

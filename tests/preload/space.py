@@ -106,6 +106,18 @@ def main(d, size_mb):
           "wrote %d, errno %d" % (n, err))
     check("g content", content_ok(os.path.join(d, "g"), 8, 6), "wrong")
 
+    # fallocate of more than the store can hold fails now, not at the writes.
+    fd = os.open(os.path.join(d, "h"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.posix_fallocate(fd, 0, 2 * size_mb * 1048576)
+        err = 0
+    except OSError as e:
+        err = e.errno
+    check("posix_fallocate beyond the store: ENOSPC", err == errno.ENOSPC, "errno %d" % err)
+    os.posix_fallocate(fd, 0, 1048576)
+    check("posix_fallocate that fits", os.fstat(fd).st_size == 1048576, "size wrong")
+    os.close(fd)
+
 
 if __name__ == "__main__":
     main(sys.argv[1], int(sys.argv[2]))
