@@ -207,7 +207,10 @@ static int tmpfile_refused(int fd)
 	ZP_LEAVE();
 	if (!ours)
 		return fd;
-	ZVFS_ERR("open(O_TMPFILE) in %s: not supported on ZVFS", path);
+	/* Python's tempfile tries O_TMPFILE first and falls back: a warning, once. */
+	ZVFS_WARN_ONCE("open(O_TMPFILE) in %s: not supported on ZVFS (EOPNOTSUPP); "
+		       "use a named temporary file",
+		       path);
 	ZP_REAL(close)(fd);
 	errno = EOPNOTSUPP;
 	return -1;
@@ -651,6 +654,9 @@ ZP_EXPORT int ioctl(int fd, unsigned long req, ...)
 	if (zp_bypass())
 		return ZP_REAL(ioctl)(fd, req, arg);
 	if (refused_ioctl(fd, req, arg)) {
+		ZVFS_WARN_ONCE("ioctl 0x%lx on a ZVFS file: clone and extent maps act on the "
+			       "placeholder's blocks; refused (EOPNOTSUPP)",
+			       req);
 		errno = EOPNOTSUPP;
 		return -1;
 	}

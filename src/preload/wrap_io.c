@@ -248,8 +248,10 @@ static ssize_t ofd_write(struct zp_ofd *ofd, const struct iovec *iov, int cnt, s
 		return 0;
 	if (__builtin_expect(rwf != 0, 0)) {
 		/* ext4 refuses non-blocking buffered writes the same way. */
-		if (rwf & RWF_NOWAIT)
+		if (rwf & RWF_NOWAIT) {
+			ZVFS_WARN_ONCE("pwritev2(RWF_NOWAIT) on a ZVFS file: refused (EOPNOTSUPP)");
 			return -EOPNOTSUPP;
+		}
 		if (rwf & RWF_SYNC)
 			io |= ZVFS_IO_SYNC;
 		if (rwf & RWF_DSYNC)
@@ -764,11 +766,12 @@ static int ofd_fallocate(int fd, struct zp_ofd *ofd, int mode, off_t off, off_t 
 
 	if (off < 0 || len <= 0)
 		return -EINVAL;
-	if (mode & ~known)
+	if ((mode & ~known) || ((mode & FALLOC_FL_PUNCH_HOLE) &&
+				((mode & FALLOC_FL_ZERO_RANGE) || !(mode & FALLOC_FL_KEEP_SIZE)))) {
+		ZVFS_WARN_ONCE("fallocate mode 0x%x on a ZVFS file: not supported (EOPNOTSUPP)",
+			       mode);
 		return -EOPNOTSUPP;
-	if ((mode & FALLOC_FL_PUNCH_HOLE) &&
-	    ((mode & FALLOC_FL_ZERO_RANGE) || !(mode & FALLOC_FL_KEEP_SIZE)))
-		return -EOPNOTSUPP;
+	}
 	if (!mode_can_write(ofd_flags(ofd)))
 		return -EBADF;
 	if (__builtin_add_overflow(off, len, &end) || (uint64_t)end > ZVFS_FS_MAX_SIZE)
@@ -1432,9 +1435,9 @@ static ssize_t x_splice(int fd_in, struct zp_ofd *oin, off_t *off_in, int fd_out
 		return -EBADF;
 	if ((oin && out.type != S_IFIFO) || (oout && in.type != S_IFIFO)) {
 		ZP_ENTER();
-		ZVFS_WARN("splice between fd %d and fd %d: a ZVFS file can only be spliced "
-			  "to or from a pipe; returning EINVAL",
-			  fd_in, fd_out);
+		ZVFS_WARN_ONCE("splice between fd %d and fd %d: a ZVFS file can only be spliced "
+			       "to or from a pipe; returning EINVAL",
+			       fd_in, fd_out);
 		ZP_LEAVE();
 		return -EINVAL;
 	}

@@ -39,5 +39,15 @@ bool zvfs_log_release_fd(int fd);
 #define ZVFS_WARN(...)	zvfs_log(ZVFS_LOG_WARN, __VA_ARGS__)
 #define ZVFS_INFO(...)	zvfs_log(ZVFS_LOG_INFO, __VA_ARGS__)
 #define ZVFS_DEBUG(...) zvfs_log(ZVFS_LOG_DEBUG, __VA_ARGS__)
+/*
+ * A warning logged once per call site and process: for refusals a program may
+ * meet in a loop (it falls back, and one line says why).
+ */
+#define ZVFS_WARN_ONCE(...)                                                                        \
+	do {                                                                                       \
+		static _Atomic bool warned_;                                                       \
+		if (!__atomic_exchange_n(&warned_, true, __ATOMIC_RELAXED))                        \
+			zvfs_log(ZVFS_LOG_WARN, __VA_ARGS__);                                      \
+	} while (0)
 
 #endif /* ZVFS_UTIL_LOG_H */
