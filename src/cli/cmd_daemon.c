@@ -690,7 +690,7 @@ static void start_usage(FILE *f)
 		"else\n"
 		"                           256M)\n"
 		"    -l, --log-level LEVEL  error, warn, info, debug (default ZVFS_LOG, else "
-		"warn)\n"
+		"info)\n"
 		"    -o, --log-file PATH    the daemon's log (default ZVFS_LOG_FILE, else\n"
 		"                           /var/log/zvfsd.log)\n"
 		"    -t, --timeout SEC      wait at most SEC seconds for zvfsd (default 120)\n"
@@ -995,10 +995,10 @@ static int daemon_stop(int argc, char **argv)
 
 wait:
 	/*
-	 * The end is the process's exit: zvfsd removes its socket first (so nobody connects to a
-	 * daemon on its way out) and unmounts after.  With a pidfd, poll it; without one (an old
-	 * kernel) poll the pid; without a pid of ours (another pid namespace) all we can see is
-	 * the socket going.
+	 * The end is the process's exit: zvfsd stops accepting, drops its clients, unmounts, and
+	 * removes its socket last (so a socket gone means the store is released).  With a pidfd,
+	 * poll it; without one (an old kernel) poll the pid; without a pid of ours (another pid
+	 * namespace) all we can see is the socket going.
 	 */
 	deadline = now_ms() + (uint64_t)timeout_s * 1000u;
 	if (pfd >= 0) {
