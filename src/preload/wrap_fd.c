@@ -94,8 +94,24 @@ static int install(int fd, struct zp_file *file, int flags, const struct stat *s
 	return fd;
 }
 
+/*
+ * A file this call created (O_CREAT | O_EXCL, mkstemp) that cannot become a
+ * ZVFS file goes again, if its name still leads to it: a retry must not meet
+ * EEXIST, nor the directory keep an empty stray (rsync's temporary files).
+ */
+static void unlink_created(int fd, const struct stat *st)
+{
+	char path[PATH_MAX];
+	struct stat now;
+
+	if (zp_fd_path(fd, path, sizeof(path)) == 0 &&
+	    ZP_REAL(fstatat)(AT_FDCWD, path, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    now.st_dev == st->st_dev && now.st_ino == st->st_ino)
+		ZP_REAL(unlinkat)(AT_FDCWD, path, 0);
+}
+
 /* A new, empty file under a mount: give it a blob and the xattr naming it. */
-static int make_zvfs(int fd, int flags, const struct stat *st)
+static int make_zvfs(int fd, int flags, bool created, const struct stat *st)
 {
 	struct zp_file *file;
 	int r;
@@ -128,6 +144,8 @@ static int make_zvfs(int fd, int flags, const struct stat *st)
 			}
 			return fd;
 		}
+		if (created)
+			unlink_created(fd, st);
 		return adopt_fail(fd, -e, "create (set xattr)");
 	}
 	return install(fd, file, flags, st);
@@ -183,7 +201,9 @@ int zp_core_adopt(int fd, int flags, bool maybe_new)
 		base = strrchr(path, '/') + 1;
 		if (zp_path_passthrough(base))
 			goto out;
-		ret = make_zvfs(fd, flags, &st);
+		ret = make_zvfs(fd, flags,
+				maybe_new || (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL),
+				&st);
 	}
 out:
 	ZP_LEAVE();

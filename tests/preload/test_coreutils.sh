@@ -244,6 +244,27 @@ if [ "$ZT_TARGET" = mount ]; then
 		zt_fail "a second process while the store is held" \
 			"exit $st, $(stat -c %s "$T/busy.out") bytes of wrong data"
 	fi
+	if [ "$ZT_MODE" != daemon ]; then
+		# A create that fails there (EIO) leaves no file behind (O_EXCL, mkstemp).
+		zt_run python3 -c 'import os, sys, time
+f = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644); os.write(f, b"x"); time.sleep(3)' \
+			"$D/holder" &
+		holder=$!
+		sleep 1
+		zt_eq "creates while the store is held: EIO, EIO" "5 5" "$(zt_run python3 -c 'import os, sys, tempfile
+r = []
+for make in (lambda: os.open(sys.argv[1] + "/excl", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644),
+             lambda: tempfile.mkstemp(dir=sys.argv[1])):
+    try:
+        make()
+        r.append("0")
+    except OSError as e:
+        r.append(str(e.errno))
+print(" ".join(r))' "$D" 2>/dev/null)"
+		wait "$holder"
+		zt_eq "...and leave no file behind" "" "$(ls "$D" | grep -E '^(excl|tmp)')"
+		zt_run rm -f "$D/holder"
+	fi
 fi
 
 # ---- rm, mv ----------------------------------------------------------------------
