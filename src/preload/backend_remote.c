@@ -238,7 +238,11 @@ int zp_remote_dial(const char **what)
 		ZP_REAL(close)(s);
 		return -e;
 	}
-	return s;
+	/*
+	 * Out of the way of shells, which put their own files on 3-9 ("exec 4>f" over the
+	 * socket would cost the connection, and every handle with it).
+	 */
+	return zvfs_fd_move_high(s);
 }
 
 /* Connected and greeted, or -EIO (logged once per cause). */
