@@ -4,7 +4,7 @@
 # benchmark programs on ZVFS against the same programs on ext4.
 #
 # Environment: ZVFS_DEVICE (default: the library's own default store,
-# /var/lib/zvfs/store.img, 4 GiB sparse, created and formatted on first use),
+# /var/lib/zvfs/store.img, 4 GiB, preallocated, created and formatted on first use),
 # ZVFS_MOUNT (default /zvfs), ROUNDS and RUNTIME for the benchmark (default 1
 # round of 5 s per case; bench/fs_vs_ext4.sh --help lists the rest).
 set -euo pipefail

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build ZVFS three times (release with -Werror, ASan/UBSan, and the clang libFuzzer build)
-# and run every test in each; the fuzz build adds the bounded fuzz-load run
+# and run every test in each; the fuzz build adds the bounded fuzz-load and fuzz-proto runs
 # (ZVFS_FUZZ_SECONDS, default 60; docs/fuzzing.md).  Ends with the line "N passed, M failed"
 # (skips counted apart).
 set -uo pipefail

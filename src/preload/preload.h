@@ -111,7 +111,7 @@ void zp_backend_pick(void);
 bool zp_backend_undecided(void);
 extern struct zp_config zp_cfg;
 
-/* The default store: created (sparse, 4 GiB) and formatted on first use. */
+/* The default store: created (4 GiB, preallocated) and formatted on first use. */
 #define ZP_DEFAULT_DEVICE "/var/lib/zvfs/store.img,size=4G,create"
 
 /* ---- real entry points (core.c) ------------------------------------------------ */
