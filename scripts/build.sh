@@ -24,4 +24,9 @@ else
 	meson setup "$dir" "${opts[@]}" >/dev/null
 fi
 echo "build: compiling $dir"
-ninja -C "$dir" >/dev/null
+# Quiet when it works; the compiler's own words when it does not.
+if ! ninja -C "$dir" >"$dir/ninja.log" 2>&1; then
+	grep -v '^\[' "$dir/ninja.log" | tail -n 60 >&2
+	echo "build: $dir failed to compile (whole log: $dir/ninja.log)" >&2
+	exit 1
+fi

@@ -45,7 +45,7 @@ bool zvfs_log_release_fd(int fd);
  */
 #define ZVFS_WARN_ONCE(...)                                                                        \
 	do {                                                                                       \
-		static _Atomic bool warned_;                                                       \
+		static bool warned_; /* __atomic builtins take plain bool */                       \
 		if (!__atomic_exchange_n(&warned_, true, __ATOMIC_RELAXED))                        \
 			zvfs_log(ZVFS_LOG_WARN, __VA_ARGS__);                                      \
 	} while (0)
