@@ -697,6 +697,18 @@ out_unlock:
 	return (ssize_t)ret;
 }
 
+/*
+ * Ask for every line of [b, b + n) now: memcpy's vector loop has only as many
+ * loads in flight as the reorder window holds, and a page not in the CPU
+ * caches then streams in a few lines at a time (cached 4 KiB reads over
+ * 256 MiB: +8%).
+ */
+static inline void prefetch_span(const uint8_t *b, uint64_t n)
+{
+	for (uint64_t q = 0; q < n; q += 64)
+		__builtin_prefetch(b + q);
+}
+
 ssize_t zvfs_file_read(struct zvfs_file *f, const struct iovec *iov, int iovcnt, uint64_t off,
 		       unsigned flags)
 {
@@ -719,6 +731,20 @@ ssize_t zvfs_file_read(struct zvfs_file *f, const struct iovec *iov, int iovcnt,
 	if (!total)
 		return 0;
 	pthread_mutex_lock(&f->mu);
+	/*
+	 * A cached first page is asked for before anything else, so that the
+	 * DRAM round trips of its lines overlap the checks below rather than
+	 * follow them (cached 4 KiB reads over 256 MiB: 367-407 ns a read
+	 * against 399-460 with the prefetch only just before the copy).  A
+	 * hint only: what is copied is looked up again below.
+	 */
+	{
+		uint32_t e = fs_index_ent(f, off / psz);
+
+		if (e && !(e & FS_ENT_LOADING))
+			prefetch_span(fs_ent_buf(fs, e) + off % psz,
+				      min_u64(psz - off % psz, total));
+	}
 restart:
 	if (f->dio_writers)
 		io_drain(f, DRAIN_DIO_W);
@@ -773,13 +799,11 @@ restart:
 
 			atomic_store_explicit(&fs_ent_page(fs, e)->ref, 1, memory_order_relaxed);
 			/*
-			 * Ask for every line of the source first: memcpy's vector loop has
-			 * only as many loads in flight as the reorder window holds, and a
-			 * page not in the CPU caches then streams in a few lines at a time
-			 * (cached 4 KiB reads over 256 MiB: +8%).
+			 * Again for a page asked for above: without this second
+			 * round 430-480 ns a read; likely some of the 64 found
+			 * the miss buffers full and were dropped.
 			 */
-			for (uint64_t q = 0; q < k; q += 64)
-				__builtin_prefetch(buf + po + q);
+			prefetch_span(buf + po, k);
 			cur_copy(&c, buf + po, k, true);
 			FS_STAT_INC(f->st_hits, 1);
 			pos += k;
