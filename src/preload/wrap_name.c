@@ -182,9 +182,12 @@ ZP_EXPORT int remove(const char *path)
  * fsck would call the blob an orphan).  Such a move gets the kernel's answer
  * for two file systems, EXDEV, and mv (like most programs) then copies.  old
  * is a ZVFS file or a directory in a mount (it may hold some); new's parent
- * is outside.  Symbolic links and files without data in ZVFS move freely.
+ * is outside.  Symbolic links and files without data in ZVFS move freely,
+ * unless follow (linkat's AT_SYMLINK_FOLLOW): then old's last symbolic link is
+ * followed, and the file it names is judged.
  */
-static bool leaves_mount(int olddirfd, const char *oldpath, int newdirfd, const char *newpath)
+static bool leaves_mount(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+			 bool follow)
 {
 	char canon[PATH_MAX], name[NAME_MAX + 1], src[PATH_MAX + NAME_MAX + 2];
 	struct stat st;
@@ -199,10 +202,29 @@ static bool leaves_mount(int olddirfd, const char *oldpath, int newdirfd, const 
 	if (ZP_REAL(fstatat)(olddirfd, oldpath, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 	    (ZP_REAL(fstatat)(newdirfd, newpath, &st, AT_SYMLINK_NOFOLLOW) == 0 ||
 	     errno != EFAULT) &&
-	    zp_path_parent(newdirfd, newpath, canon, name) == 0 && !zp_path_in_mount(canon) &&
-	    zp_path_parent(olddirfd, oldpath, canon, name) == 0 && zp_path_in_mount(canon)) {
-		snprintf(src, sizeof(src), "%s/%s", strcmp(canon, "/") != 0 ? canon : "", name);
-		if (ZP_REAL(fstatat)(AT_FDCWD, src, &st, AT_SYMLINK_NOFOLLOW) == 0)
+	    zp_path_parent(newdirfd, newpath, canon, name) == 0 && !zp_path_in_mount(canon)) {
+		if (follow) {
+			/* the file at the end of the links, by the kernel's own walk */
+			int fd = ZP_REAL(openat)(olddirfd, oldpath, O_PATH | O_CLOEXEC);
+
+			if (fd >= 0 && zp_fd_path(fd, src, PATH_MAX) == 0) {
+				char *slash = strrchr(src, '/');
+
+				snprintf(canon, sizeof(canon), "%.*s",
+					 slash != src ? (int)(slash - src) : 1, src);
+			} else {
+				canon[0] = '\0';
+			}
+			if (fd >= 0)
+				ZP_REAL(close)(fd);
+		} else if (zp_path_parent(olddirfd, oldpath, canon, name) == 0) {
+			snprintf(src, sizeof(src), "%s/%s", strcmp(canon, "/") != 0 ? canon : "",
+				 name);
+		} else {
+			canon[0] = '\0';
+		}
+		if (canon[0] && zp_path_in_mount(canon) &&
+		    ZP_REAL(fstatat)(AT_FDCWD, src, &st, AT_SYMLINK_NOFOLLOW) == 0)
 			r = S_ISDIR(st.st_mode) ||
 			    (S_ISREG(st.st_mode) && lgetxattr(src, ZVFS_FS_XATTR, NULL, 0) >= 0);
 	}
@@ -221,8 +243,9 @@ static int do_renameat2(int olddirfd, const char *oldpath, int newdirfd, const c
 	int saved = errno;
 	int r;
 
-	if (leaves_mount(olddirfd, oldpath, newdirfd, newpath) ||
-	    ((flags & RENAME_EXCHANGE) && leaves_mount(newdirfd, newpath, olddirfd, oldpath))) {
+	if (leaves_mount(olddirfd, oldpath, newdirfd, newpath, false) ||
+	    ((flags & RENAME_EXCHANGE) &&
+	     leaves_mount(newdirfd, newpath, olddirfd, oldpath, false))) {
 		errno = EXDEV;
 		return -1;
 	}
@@ -293,7 +316,7 @@ ZP_EXPORT int renameat2(int olddirfd, const char *oldpath, int newdirfd, const c
  */
 ZP_EXPORT int link(const char *oldpath, const char *newpath)
 {
-	if (!zp_bypass() && leaves_mount(AT_FDCWD, oldpath, AT_FDCWD, newpath)) {
+	if (!zp_bypass() && leaves_mount(AT_FDCWD, oldpath, AT_FDCWD, newpath, false)) {
 		errno = EXDEV;
 		return -1;
 	}
@@ -316,7 +339,8 @@ ZP_EXPORT int linkat(int olddirfd, const char *oldpath, int newdirfd, const char
 			 oldpath[0] == '\0';
 	errno = saved;
 	if (!fdlink) {
-		out = leaves_mount(olddirfd, oldpath, newdirfd, newpath);
+		out = leaves_mount(olddirfd, oldpath, newdirfd, newpath,
+				   (flags & AT_SYMLINK_FOLLOW) != 0);
 	} else {
 		/* Linking an open descriptor: a ZVFS one may not get a name outside. */
 		struct zp_ofd *ofd = zp_fd_get(olddirfd);

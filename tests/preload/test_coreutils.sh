@@ -328,6 +328,15 @@ try:
 except OSError as e:
     print(int(e.errno == 18))' "$D/tolink" "$T/out/tolink")"
 	zt_check "nothing was linked outside" test ! -e "$T/out/tolink"
+	# linkat(AT_SYMLINK_FOLLOW) judges the file at the end of the link, wherever the link is.
+	ln -s "$D/tolink" "$T/out/sym"
+	# (ln -L calls linkat with AT_SYMLINK_FOLLOW; Python's os.link calls link.)
+	zt_eq "ln -L through a link outside: EXDEV" "Invalid cross-device link" \
+		"$(zt_run ln -L "$T/out/sym" "$T/out/viasym" 2>&1 | sed 's/.*: //')"
+	zt_check "nothing was linked through the symlink" test ! -e "$T/out/viasym"
+	zt_check "the symlink itself may be linked outside" \
+		zt_run python3 -c 'import os, sys; os.link(sys.argv[1], sys.argv[2], follow_symlinks=False)' \
+		"$T/out/sym" "$T/out/sym2"
 	zt_sh 'printf back > "$1"' "$T/out/in"
 	zt_check "mv of a plain file into the mount" zt_run mv "$T/out/in" "$D/in"
 	zt_eq "moved in: readable through the library" back "$(zt_run cat "$D/in")"
