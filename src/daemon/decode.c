@@ -116,6 +116,15 @@ uint32_t zvfsd_op_rights(uint32_t op)
 	}
 }
 
+bool zvfsd_op_allowed(uint32_t op, uint32_t rights)
+{
+	uint32_t need = zvfsd_op_rights(op);
+
+	if ((rights & need) != need)
+		return false;
+	return rights || op == ZVFS_OP_STAT || op == ZVFS_OP_SEEK || op == ZVFS_OP_CLOSE;
+}
+
 bool zvfsd_op_has_handle(uint32_t op)
 {
 	return op != ZVFS_OP_NOP && op != ZVFS_OP_SYNC_ALL && op < ZVFS_OP_COUNT;

@@ -41,6 +41,12 @@ int zvfsd_ctl_decode(const void *pkt, size_t n, int nfds, bool hello_done, struc
 
 /* ZVFS_RIGHT_* a ring request needs on its handle (0: none; SYNC_ALL/NOP need no handle). */
 uint32_t zvfsd_op_rights(uint32_t op);
+/*
+ * May a handle with these rights run op?  Besides op's own rights, a handle
+ * without any (ZVFS_OPEN_STAT) runs only STAT, SEEK and CLOSE: what stat(2)
+ * and lseek(2) give anyone, nothing that moves the file's pages.
+ */
+bool zvfsd_op_allowed(uint32_t op, uint32_t rights);
 
 /* Whether an op names a handle at all. */
 bool zvfsd_op_has_handle(uint32_t op);

@@ -216,7 +216,7 @@ static void *worker_main(void *arg)
 static int64_t execute(struct zvfsd_ring *ring, const struct zvfs_req *req, struct zvfs_resp *resp)
 {
 	struct zvfs_file *file = NULL;
-	uint32_t rights = 0, need;
+	uint32_t rights = 0;
 	struct iovec iov;
 	int64_t ret;
 	int r;
@@ -240,8 +240,7 @@ static int64_t execute(struct zvfsd_ring *ring, const struct zvfs_req *req, stru
 	r = zvfsd_handle_get(ring->client, req->handle, &file, &rights);
 	if (r < 0)
 		return r;
-	need = zvfsd_op_rights(req->op);
-	if ((rights & need) != need) {
+	if (!zvfsd_op_allowed(req->op, rights)) {
 		ret = -EBADF; /* as the kernel answers write(2) on an O_RDONLY fd */
 		goto out;
 	}

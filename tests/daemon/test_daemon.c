@@ -850,6 +850,15 @@ static int t_read_only(void)
 	      "read through a STAT handle");
 	CHECK(ring_call(&rg, ZVFS_OP_WRITE, 0, (uint64_t)h, 0, 3, 0, NULL) == -EBADF,
 	      "write through a STAT handle");
+	/* nor anything else that moves the file's pages */
+	CHECK(ring_call(&rg, ZVFS_OP_SYNC, 0, (uint64_t)h, 0, 0, 0, NULL) == -EBADF,
+	      "sync through a STAT handle");
+	CHECK(ring_call(&rg, ZVFS_OP_WRITEBACK, 0, (uint64_t)h, 0, 3, 0, NULL) == -EBADF,
+	      "writeback through a STAT handle");
+	CHECK(ring_call(&rg, ZVFS_OP_DROP_CACHE, 0, (uint64_t)h, 0, 3, 0, NULL) == -EBADF,
+	      "drop_cache through a STAT handle");
+	CHECK(ring_call(&rg, ZVFS_OP_PREFETCH, 0, (uint64_t)h, 0, 3, 0, NULL) == -EBADF,
+	      "prefetch through a STAT handle");
 	CHECK(cl_open(s, rfd, ZVFS_OPEN_STAT | ZVFS_OPEN_TRUNC, NULL) < 0, "STAT with TRUNC");
 	close(rfd);
 	rfd = file_create("ro2", O_RDONLY, path, sizeof(path));
