@@ -846,19 +846,11 @@ static int t_read_only(void)
 			      resp.val == 3,
 		      "stat through a STAT handle");
 	}
-	CHECK(ring_call(&rg, ZVFS_OP_READ, 0, (uint64_t)h, 0, 3, 0, NULL) == -EBADF,
-	      "read through a STAT handle");
-	CHECK(ring_call(&rg, ZVFS_OP_WRITE, 0, (uint64_t)h, 0, 3, 0, NULL) == -EBADF,
-	      "write through a STAT handle");
-	/* nor anything else that moves the file's pages */
-	CHECK(ring_call(&rg, ZVFS_OP_SYNC, 0, (uint64_t)h, 0, 0, 0, NULL) == -EBADF,
-	      "sync through a STAT handle");
-	CHECK(ring_call(&rg, ZVFS_OP_WRITEBACK, 0, (uint64_t)h, 0, 3, 0, NULL) == -EBADF,
-	      "writeback through a STAT handle");
-	CHECK(ring_call(&rg, ZVFS_OP_DROP_CACHE, 0, (uint64_t)h, 0, 3, 0, NULL) == -EBADF,
-	      "drop_cache through a STAT handle");
-	CHECK(ring_call(&rg, ZVFS_OP_PREFETCH, 0, (uint64_t)h, 0, 3, 0, NULL) == -EBADF,
-	      "prefetch through a STAT handle");
+	/* nothing that reads, writes or moves the file's pages */
+	for (uint32_t op = ZVFS_OP_READ; op <= ZVFS_OP_PREFETCH; op++)
+		CHECK(ring_call(&rg, op, 0, (uint64_t)h, 0, op == ZVFS_OP_SYNC ? 0 : 3, 0, NULL) ==
+			      -EBADF,
+		      "%s through a STAT handle", zvfs_op_name(op));
 	CHECK(cl_open(s, rfd, ZVFS_OPEN_STAT | ZVFS_OPEN_TRUNC, NULL) < 0, "STAT with TRUNC");
 	close(rfd);
 	rfd = file_create("ro2", O_RDONLY, path, sizeof(path));
